@@ -1,0 +1,238 @@
+//! The `udht-node` command line: flags (each also from `UDHT_<FLAG>`), logging, signals, and the
+//! `ctl` client that prints the node's JSON replies.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Value};
+
+use crate::manager::client::Client;
+use crate::manager::DEFAULT_PORT;
+use crate::net::{parse_multiaddr, Multiaddr};
+use crate::node::{NodeConfig, RunningNode};
+
+/// How long `ctl` waits to connect and for a reply.
+const CTL_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Parser)]
+#[command(name = "udht-node", version, about = "A udht node: the replicated peer table of Files-for-Peers")]
+pub struct Cli {
+    /// Directory for the table and the node identity.
+    #[arg(long, env = "UDHT_DATA_DIR", default_value = "./data", global = true)]
+    pub data_dir: PathBuf,
+    /// Manager socket address (loopback only). Default 127.0.0.1:3002, or 127.0.0.1:$DHT_PORT.
+    #[arg(long, env = "UDHT_MANAGER", global = true)]
+    pub manager: Option<SocketAddr>,
+    /// libp2p listen address (repeatable).
+    #[arg(long, env = "UDHT_LISTEN", value_delimiter = ',', value_parser = multiaddr,
+          default_value = "/ip4/0.0.0.0/tcp/4001")]
+    pub listen: Vec<Multiaddr>,
+    /// A peer to join through, with or without /p2p/<peer id> (repeatable).
+    #[arg(long, env = "UDHT_BOOTSTRAP", value_delimiter = ',', value_parser = multiaddr)]
+    pub bootstrap: Vec<Multiaddr>,
+    /// The name in this node's own record.
+    #[arg(long, env = "UDHT_NAME")]
+    pub name: Option<String>,
+    /// An address other nodes should dial (repeatable); the first one also fills the own record's ip/port.
+    #[arg(long, env = "UDHT_ANNOUNCE", value_delimiter = ',', value_parser = multiaddr)]
+    pub announce: Vec<Multiaddr>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Talk to a running node through its manager socket and print its JSON reply.
+    Ctl {
+        #[command(subcommand)]
+        action: CtlAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtlAction {
+    /// Add a peer (message_type 3).
+    Add(PeerArgs),
+    /// Change a peer (message_type 6).
+    Update(PeerArgs),
+    /// Show one peer (message_type 7).
+    Get { key: String },
+    /// Remove a peer (message_type 4).
+    Remove { key: String },
+    /// The whole table as JSON (message_type 2, format json).
+    Table,
+    /// This node's own record (message_type 8).
+    Identity,
+    /// Peer id, addresses, connected peers, table size and digest (message_type 9).
+    Status,
+}
+
+#[derive(Debug, Args)]
+pub struct PeerArgs {
+    /// The record key: an IP address (first revision) or, with --peer-id, ignored in favour of it.
+    #[arg(long)]
+    pub ip: Option<String>,
+    #[arg(long)]
+    pub port: Option<String>,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Key the record by this peer id (later revision).
+    #[arg(long)]
+    pub peer_id: Option<String>,
+    /// Named ports, e.g. --ports userSync=3003,fileSync=3004.
+    #[arg(long, value_delimiter = ',', value_parser = named_port)]
+    pub ports: Vec<(String, u16)>,
+}
+
+fn multiaddr(s: &str) -> Result<Multiaddr, String> {
+    parse_multiaddr(s).map_err(|e| e.to_string())
+}
+
+fn named_port(s: &str) -> Result<(String, u16), String> {
+    let (name, port) = s.split_once('=').ok_or("expected NAME=PORT")?;
+    Ok((name.to_owned(), port.parse().map_err(|_| format!("bad port in {s:?}"))?))
+}
+
+impl Cli {
+    /// The manager address: --manager, else 127.0.0.1:$DHT_PORT as in the original, else :3002.
+    pub fn manager_addr(&self) -> Result<SocketAddr, String> {
+        if let Some(a) = self.manager {
+            return Ok(a);
+        }
+        let port = match std::env::var("DHT_PORT") {
+            Ok(p) => p.parse::<u16>().map_err(|_| format!("DHT_PORT={p:?} is not a port number"))?,
+            Err(_) => DEFAULT_PORT,
+        };
+        Ok(SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    pub fn node_config(&self) -> Result<NodeConfig, String> {
+        let mut c = NodeConfig::new(&self.data_dir, self.manager_addr()?);
+        c.listen = self.listen.clone();
+        c.bootstrap = self.bootstrap.clone();
+        c.announce = self.announce.clone();
+        c.name = self.name.clone();
+        Ok(c)
+    }
+}
+
+/// Runs the command line: a node until SIGINT/SIGTERM, or one `ctl` request.
+pub fn run(cli: Cli) -> ExitCode {
+    init_logging();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("udht-node: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let manager = match cli.manager_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("udht-node: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match &cli.command {
+        Some(Command::Ctl { action }) => runtime.block_on(ctl(manager, action)),
+        None => runtime.block_on(run_node(&cli)),
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+async fn run_node(cli: &Cli) -> ExitCode {
+    let config = match cli.node_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("udht-node: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let node = match RunningNode::start(config).await {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("udht-node: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match node.run_until(shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("udht-node: stopped: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+    }
+}
+
+fn peer_data(p: &PeerArgs, key: Option<&str>) -> Value {
+    let mut data = serde_json::Map::new();
+    let mut put = |k: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            data.insert(k.into(), Value::String(v.clone()));
+        }
+    };
+    put("peer_id", &p.peer_id);
+    put("peer_ip", &p.ip);
+    put("peer_port", &p.port);
+    put("peer_name", &p.name);
+    if let Some(k) = key {
+        data.entry("peer_ip").or_insert_with(|| Value::String(k.into()));
+    }
+    if !p.ports.is_empty() {
+        data.insert("ports".into(), p.ports.iter().map(|(n, port)| (n.clone(), json!(port))).collect());
+    }
+    Value::Object(data)
+}
+
+/// The request a `ctl` action sends.
+pub fn ctl_request(action: &CtlAction) -> Value {
+    match action {
+        CtlAction::Add(p) => json!({"message_type": 3, "data": peer_data(p, None)}),
+        CtlAction::Update(p) => json!({"message_type": 6, "data": peer_data(p, None)}),
+        CtlAction::Get { key } => json!({"message_type": 7, "data": {"peer_id": key}}),
+        CtlAction::Remove { key } => json!({"message_type": 4, "data": {"peer_id": key}}),
+        CtlAction::Table => json!({"message_type": 2, "format": "json"}),
+        CtlAction::Identity => json!({"message_type": 8}),
+        CtlAction::Status => json!({"message_type": 9}),
+    }
+}
+
+/// Sends one request and prints the reply; exit 0 if completed, 1 if the node said error, 2 if
+/// the node could not be reached.
+async fn ctl(manager: SocketAddr, action: &CtlAction) -> ExitCode {
+    let reply = async {
+        let mut client = Client::connect(manager, CTL_TIMEOUT).await?;
+        client.request(&ctl_request(action)).await
+    };
+    match reply.await {
+        Ok(reply) => {
+            println!("{reply}");
+            if reply["result"] == "completed" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("udht-node ctl: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! Framing for the manager socket: a stream of JSON values with no delimiter required, several per
+//! read or one split over many. A small resumable scanner finds where each top-level value ends
+//! (strings, escapes and nesting tracked byte by byte, so a trickled request costs O(n) in total);
+//! the complete frame is then parsed by serde_json.
+
+use std::io;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{timeout, timeout_at, Instant};
+
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 8 * 1024;
+/// Replies queued for one connection are flushed once they reach this size.
+const FLUSH_BYTES: usize = 64 * 1024;
+
+/// Why no frame could be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("request larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("connection idle for too long")]
+    Idle,
+    #[error("request not completed within {0:?}")]
+    Slow(Duration),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Where the scanner is inside the current top-level value.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Between values (only whitespace seen).
+    #[default]
+    Idle,
+    /// Inside an object or array, `depth` brackets deep.
+    Container { depth: u32, in_str: bool, escaped: bool },
+    /// Inside a top-level string.
+    Str { escaped: bool },
+    /// A bare scalar (number, `true`, or garbage): ends at a delimiter or at the end of the data.
+    Scalar,
+}
+
+#[derive(Debug, Default)]
+struct Scanner {
+    state: State,
+    /// How far into the buffer has been scanned.
+    pos: usize,
+}
+
+impl Scanner {
+    /// Scans `buf` from where the last call stopped; returns the end of the first complete value.
+    fn scan(&mut self, buf: &[u8]) -> Option<usize> {
+        while self.pos < buf.len() {
+            let b = buf[self.pos];
+            self.pos += 1;
+            self.state = match self.state {
+                State::Idle => match b {
+                    b'{' | b'[' => State::Container { depth: 1, in_str: false, escaped: false },
+                    b'"' => State::Str { escaped: false },
+                    _ => State::Scalar,
+                },
+                State::Container { depth, in_str: true, escaped } => {
+                    let (in_str, escaped) = match (escaped, b) {
+                        (true, _) => (true, false),
+                        (false, b'\\') => (true, true),
+                        (false, b'"') => (false, false),
+                        _ => (true, false),
+                    };
+                    State::Container { depth, in_str, escaped }
+                }
+                State::Container { depth, .. } => match b {
+                    b'"' => State::Container { depth, in_str: true, escaped: false },
+                    b'{' | b'[' => State::Container { depth: depth + 1, in_str: false, escaped: false },
+                    b'}' | b']' if depth == 1 => return self.done(),
+                    b'}' | b']' => State::Container { depth: depth - 1, in_str: false, escaped: false },
+                    _ => self.state,
+                },
+                State::Str { escaped: true } => State::Str { escaped: false },
+                State::Str { escaped: false } => match b {
+                    b'\\' => State::Str { escaped: true },
+                    b'"' => return self.done(),
+                    _ => self.state,
+                },
+                State::Scalar => match b {
+                    b' ' | b'\t' | b'\r' | b'\n' | b'{' | b'}' | b'[' | b']' | b'"' | b',' => {
+                        self.pos -= 1;
+                        return self.done();
+                    }
+                    _ => State::Scalar,
+                },
+            };
+        }
+        // A scalar cannot be known complete before a delimiter; it is not a valid request anyway,
+        // so the data at hand is taken as the whole of it, to answer at once.
+        if self.state == State::Scalar {
+            return self.done();
+        }
+        None
+    }
+
+    fn done(&mut self) -> Option<usize> {
+        let end = self.pos;
+        *self = Scanner::default();
+        Some(end)
+    }
+}
+
+/// One client connection: reads frames, queues replies, writes them in order.
+pub struct Connection {
+    stream: TcpStream,
+    buf: BytesMut,
+    out: Vec<u8>,
+    scanner: Scanner,
+    max_request: usize,
+    /// When the first byte of the request now being read arrived.
+    request_started: Option<Instant>,
+    /// A frame found by [`Connection::has_buffered_frame`], returned by the next read.
+    pending: Option<Bytes>,
+}
+
+impl Connection {
+    pub fn new(stream: TcpStream, max_request: usize) -> Self {
+        let _ = stream.set_nodelay(true);
+        Connection {
+            stream,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            out: Vec::with_capacity(1024),
+            scanner: Scanner::default(),
+            max_request,
+            request_started: None,
+            pending: None,
+        }
+    }
+
+    /// A complete frame from the buffer, if there is one (never reads the socket).
+    fn buffered_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+        if self.scanner.state == State::Idle {
+            let ws = self.buf.iter().take_while(|b| b.is_ascii_whitespace()).count();
+            self.buf.advance(ws);
+            self.scanner.pos = 0;
+            if self.buf.is_empty() {
+                self.request_started = None;
+                return Ok(None);
+            }
+            self.request_started.get_or_insert_with(Instant::now);
+        }
+        match self.scanner.scan(&self.buf) {
+            Some(end) if end > self.max_request => Err(FrameError::TooLarge(self.max_request)),
+            Some(end) => {
+                self.request_started = None;
+                Ok(Some(self.buf.split_to(end).freeze()))
+            }
+            None if self.buf.len() > self.max_request => Err(FrameError::TooLarge(self.max_request)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether another complete request is already buffered (then replies are not flushed yet).
+    pub fn has_buffered_frame(&mut self) -> bool {
+        if self.pending.is_none() {
+            // An error here shows up again on the next read, where it is handled.
+            self.pending = self.buffered_frame().ok().flatten();
+        }
+        self.pending.is_some()
+    }
+
+    /// Reads the next request. `Ok(None)` when the client closed the connection.
+    /// Between requests the client may stay silent for `idle`; a started request must be complete
+    /// within `request`, so a client trickling bytes cannot hold its slot for long.
+    pub async fn read_frame(
+        &mut self,
+        idle: Duration,
+        request: Duration,
+    ) -> Result<Option<Bytes>, FrameError> {
+        if let Some(frame) = self.pending.take() {
+            return Ok(Some(frame));
+        }
+        loop {
+            if let Some(frame) = self.buffered_frame()? {
+                return Ok(Some(frame));
+            }
+            let (deadline, err) = match self.request_started {
+                Some(t) => (t + request, FrameError::Slow(request)),
+                None => (Instant::now() + idle, FrameError::Idle),
+            };
+            self.buf.reserve(READ_CHUNK);
+            match timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
+                Err(_) => return Err(err),
+                Ok(Ok(0)) => return Ok(None),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Queues a reply; flushes if the queue has grown large.
+    pub async fn queue(&mut self, reply: &[u8], write_timeout: Duration) -> io::Result<()> {
+        self.out.extend_from_slice(reply);
+        if self.out.len() >= FLUSH_BYTES {
+            self.flush(write_timeout).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes queued replies; a client that does not read them within `write_timeout` is dropped.
+    pub async fn flush(&mut self, write_timeout: Duration) -> io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let result = timeout(write_timeout, self.stream.write_all(&self.out)).await;
+        self.out.clear();
+        if self.out.capacity() > FLUSH_BYTES {
+            self.out.shrink_to(FLUSH_BYTES);
+        }
+        match result {
+            Ok(r) => r,
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "client did not read its replies")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(chunks: &[&str]) -> Vec<String> {
+        let mut s = Scanner::default();
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        for c in chunks {
+            buf.extend_from_slice(c.as_bytes());
+            loop {
+                if s.state == State::Idle {
+                    let ws = buf.iter().take_while(|b| b.is_ascii_whitespace()).count();
+                    buf.drain(..ws);
+                    s.pos = 0;
+                }
+                match s.scan(&buf) {
+                    Some(end) => out.push(String::from_utf8(buf.drain(..end).collect()).unwrap()),
+                    None => break,
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn finds_values_in_one_read_split_reads_and_with_tricky_strings() {
+        assert_eq!(frames(&[r#"{"a":1}{"b":2}"#]), vec![r#"{"a":1}"#, r#"{"b":2}"#]);
+        assert_eq!(frames(&["{\"a\":", "1}\n{\"b\"", ":2}"]), vec![r#"{"a":1}"#, r#"{"b":2}"#]);
+        assert_eq!(frames(&[r#"{"s":"}\"{"}"#]), vec![r#"{"s":"}\"{"}"#]);
+        assert_eq!(frames(&[r#"{"s":"\\"}"#]), vec![r#"{"s":"\\"}"#]);
+        assert_eq!(frames(&["[1,[2]] \"x\\\"\" 42 {}"]), vec!["[1,[2]]", "\"x\\\"\"", "42", "{}"]);
+        assert_eq!(frames(&["{\"a\":{\"b\":", "[1,2", "]}}"]), vec![r#"{"a":{"b":[1,2]}}"#]);
+        assert!(frames(&["{\"a\":1"]).is_empty());
+    }
+}

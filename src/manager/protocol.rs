@@ -1,0 +1,402 @@
+//! The manager protocol: requests parsed from JSON frames, replies encoded as the original did
+//! (JSON with Python's `", "`/`": "` separators and a trailing newline, or a pickle for the table).
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::Arc;
+
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::core::record::{MAX_PORTS, MAX_STRING_BYTES};
+use crate::core::{format_micros, validate_key, PeerFields, PeerRecord};
+
+/// A well-formed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Type 1: close the connection, no reply.
+    Close,
+    /// Type 2: the whole table, as a pickle or (with `"format": "json"`) as JSON.
+    Table { json: bool },
+    /// Type 3.
+    Add { key: String, fields: PeerFields },
+    /// Type 4.
+    Remove { key: String },
+    /// Type 6.
+    Update { key: String, fields: PeerFields },
+    /// Type 7.
+    Get { key: String },
+    /// Type 8: this node's own record.
+    Identity,
+    /// Type 9: node status.
+    Status,
+}
+
+/// The `data` of an error reply: `false` for add/update (as the original), `null` otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorData {
+    Null,
+    False,
+}
+
+/// A request that cannot be served, with everything needed to answer it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRequest {
+    pub action: &'static str,
+    pub data: ErrorData,
+    pub error: String,
+    /// Malformed JSON: the stream cannot be resynchronised, so the connection is closed after the reply.
+    pub fatal: bool,
+}
+
+impl BadRequest {
+    fn new(action: &'static str, error: impl Into<String>) -> Self {
+        let data =
+            if matches!(action, ACTION_ADD | ACTION_UPDATE) { ErrorData::False } else { ErrorData::Null };
+        BadRequest { action, data, error: error.into(), fatal: false }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        match self.data {
+            ErrorData::Null => error_reply(self.action, &(), &self.error),
+            ErrorData::False => error_reply(self.action, &false, &self.error),
+        }
+    }
+}
+
+pub const ACTION_TABLE: &str = "hashtable get";
+pub const ACTION_ADD: &str = "peer add";
+pub const ACTION_REMOVE: &str = "peer remove";
+pub const ACTION_UPDATE: &str = "peer update";
+pub const ACTION_GET: &str = "peer get";
+pub const ACTION_ID: &str = "peer id";
+pub const ACTION_STATUS: &str = "node status";
+/// The action named in replies to requests whose type is unknown or unreadable.
+pub const ACTION_REQUEST: &str = "request";
+/// The action named when a connection is refused.
+pub const ACTION_CONNECT: &str = "connect";
+
+/// Parses one complete JSON frame into a request.
+pub fn parse(frame: &[u8]) -> Result<Request, BadRequest> {
+    let value: Value = serde_json::from_slice(frame).map_err(|e| BadRequest {
+        fatal: true,
+        ..BadRequest::new(ACTION_REQUEST, format!("malformed JSON: {e}"))
+    })?;
+    let Value::Object(obj) = value else {
+        return Err(BadRequest::new(ACTION_REQUEST, "a request must be a JSON object"));
+    };
+    let kind = match obj.get("message_type") {
+        None => return Err(BadRequest::new(ACTION_REQUEST, "missing field `message_type`")),
+        Some(v) => v.as_i64().ok_or_else(|| {
+            BadRequest::new(ACTION_REQUEST, format!("`message_type` must be an integer, got {v}"))
+        })?,
+    };
+    match kind {
+        1 => Ok(Request::Close),
+        2 => parse_table(&obj),
+        3 => {
+            let (data, key) = data_and_key(&obj, ACTION_ADD)?;
+            let fields = fields(data, &key).map_err(|e| BadRequest::new(ACTION_ADD, e))?;
+            if fields.name.is_none() {
+                return Err(BadRequest::new(ACTION_ADD, "missing field `peer_name` (or `name`)"));
+            }
+            if fields.ip.is_none() {
+                return Err(BadRequest::new(ACTION_ADD, "missing field `peer_ip` (or `ip`)"));
+            }
+            Ok(Request::Add { key, fields })
+        }
+        4 => Ok(Request::Remove { key: data_and_key(&obj, ACTION_REMOVE)?.1 }),
+        6 => {
+            let (data, key) = data_and_key(&obj, ACTION_UPDATE)?;
+            let fields = fields(data, &key).map_err(|e| BadRequest::new(ACTION_UPDATE, e))?;
+            Ok(Request::Update { key, fields })
+        }
+        7 => Ok(Request::Get { key: data_and_key(&obj, ACTION_GET)?.1 }),
+        8 => Ok(Request::Identity),
+        9 => Ok(Request::Status),
+        5 => Err(BadRequest::new(ACTION_REQUEST, "message_type 5 is reserved and not implemented")),
+        n => Err(BadRequest::new(ACTION_REQUEST, format!("unknown message_type {n}"))),
+    }
+}
+
+fn parse_table(obj: &Map<String, Value>) -> Result<Request, BadRequest> {
+    let format = obj.get("format").or_else(|| obj.get("data").and_then(|d| d.get("format")));
+    match format {
+        None | Some(Value::Null) => Ok(Request::Table { json: false }),
+        Some(Value::String(f)) if f == "pickle" => Ok(Request::Table { json: false }),
+        Some(Value::String(f)) if f == "json" => Ok(Request::Table { json: true }),
+        Some(other) => Err(BadRequest::new(
+            ACTION_TABLE,
+            format!("`format` must be \"json\" or \"pickle\", got {other}"),
+        )),
+    }
+}
+
+/// The `data` object and the record key: `peer_id` if given, else `peer_ip` (alias `ip`).
+fn data_and_key<'a>(
+    obj: &'a Map<String, Value>,
+    action: &'static str,
+) -> Result<(&'a Map<String, Value>, String), BadRequest> {
+    let data = match obj.get("data") {
+        Some(Value::Object(d)) => d,
+        None => return Err(BadRequest::new(action, "missing field `data`")),
+        Some(_) => return Err(BadRequest::new(action, "`data` must be a JSON object")),
+    };
+    let bad = |e: String| BadRequest::new(action, e);
+    let key = match string_field(data, &["peer_id"]).map_err(bad)? {
+        Some(id) => id,
+        None => string_field(data, &["peer_ip", "ip"]).map_err(bad)?.ok_or_else(|| {
+            BadRequest::new(action, "missing field `peer_id` or `peer_ip` (the record key)")
+        })?,
+    };
+    validate_key(&key).map_err(|e| BadRequest::new(action, e.to_string()))?;
+    Ok((data, key))
+}
+
+/// The first present field of `names` as a string; `null` counts as absent.
+fn string_field(data: &Map<String, Value>, names: &[&str]) -> Result<Option<String>, String> {
+    for name in names {
+        match data.get(*name) {
+            None | Some(Value::Null) => continue,
+            Some(Value::String(s)) if s.len() > MAX_STRING_BYTES => {
+                return Err(format!("field `{name}` is longer than {MAX_STRING_BYTES} bytes"))
+            }
+            Some(Value::String(s)) => return Ok(Some(s.clone())),
+            Some(v) => return Err(format!("field `{name}` must be a string, got {}", type_name(v))),
+        }
+    }
+    Ok(None)
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn port_value(name: &str, v: &Value) -> Result<u16, String> {
+    let n = match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.parse::<u64>().ok(),
+        _ => None,
+    };
+    n.and_then(|n| u16::try_from(n).ok())
+        .ok_or_else(|| format!("field `{name}` must be a port number (0-65535), got {v}"))
+}
+
+/// The client-settable fields of both revisions.
+fn fields(data: &Map<String, Value>, key: &str) -> Result<PeerFields, String> {
+    let port = match data.get("peer_port").or_else(|| data.get("port")) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.len() > MAX_STRING_BYTES => {
+            return Err(format!("field `peer_port` is longer than {MAX_STRING_BYTES} bytes"))
+        }
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(v @ Value::Number(_)) => Some(port_value("peer_port", v)?.to_string()),
+        Some(v) => return Err(format!("field `peer_port` must be a string, got {}", type_name(v))),
+    };
+    let ports = match data.get("ports") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(m)) if m.len() > MAX_PORTS => {
+            return Err(format!("field `ports` has more than {MAX_PORTS} entries"))
+        }
+        Some(Value::Object(m)) => {
+            let mut ports = BTreeMap::new();
+            for (name, v) in m {
+                if name.len() > MAX_STRING_BYTES {
+                    return Err(format!("a name in `ports` is longer than {MAX_STRING_BYTES} bytes"));
+                }
+                ports.insert(name.clone(), port_value(&format!("ports.{name}"), v)?);
+            }
+            Some(ports)
+        }
+        Some(v) => return Err(format!("field `ports` must be an object, got {}", type_name(v))),
+    };
+    let peer_id = string_field(data, &["peer_id"])?;
+    let mut ip = string_field(data, &["peer_ip", "ip"])?;
+    if ip.is_none() && peer_id.is_none() {
+        ip = Some(key.to_owned());
+    }
+    Ok(PeerFields {
+        name: string_field(data, &["peer_name", "name"])?,
+        ip,
+        port,
+        peer_id,
+        ports,
+        addrs: None,
+    })
+}
+
+/// Python's `json.dumps` layout: `", "` between items and `": "` after keys.
+struct PythonFormatter;
+
+impl serde_json::ser::Formatter for PythonFormatter {
+    fn begin_array_value<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+    fn begin_object_key<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+    fn begin_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        w.write_all(b": ")
+    }
+}
+
+#[derive(Serialize)]
+struct Reply<'a, T: Serialize> {
+    action: &'a str,
+    result: &'a str,
+    data: T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+fn encode<T: Serialize>(reply: &Reply<'_, T>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
+    reply.serialize(&mut ser).expect("replies always serialize");
+    out.push(b'\n');
+    out
+}
+
+/// `{"action": A, "result": "completed", "data": D}` and a newline.
+pub fn completed<T: Serialize>(action: &str, data: &T) -> Vec<u8> {
+    encode(&Reply { action, result: "completed", data, error: None })
+}
+
+/// The original's failure reply (no `error` field), e.g. "key exists" for an add.
+pub fn failed<T: Serialize>(action: &str, data: &T) -> Vec<u8> {
+    encode(&Reply { action, result: "error", data, error: None })
+}
+
+/// A failure reply that says what was wrong.
+pub fn error_reply<T: Serialize>(action: &str, data: &T, error: &str) -> Vec<u8> {
+    encode(&Reply { action, result: "error", data, error: Some(error) })
+}
+
+/// A record as clients see it: the original's field names, timestamps as strings.
+pub struct RecordView<'a>(pub &'a PeerRecord);
+
+impl Serialize for RecordView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        let mut m = s.serialize_map(None)?;
+        if let Some(id) = &r.peer_id {
+            m.serialize_entry("peer_id", id)?;
+        }
+        m.serialize_entry("name", &r.name)?;
+        m.serialize_entry("ip", &r.ip)?;
+        m.serialize_entry("port", &r.port)?;
+        if !r.ports.is_empty() {
+            m.serialize_entry("ports", &r.ports)?;
+        }
+        if !r.addrs.is_empty() {
+            m.serialize_entry("addrs", &r.addrs)?;
+        }
+        m.serialize_entry("createdAt", &format_micros(r.created_at))?;
+        m.serialize_entry("updatedAt", &format_micros(r.updated_at))?;
+        m.serialize_entry("lastConnectionOn", &format_micros(r.last_connection_on))?;
+        m.end()
+    }
+}
+
+/// The whole table as a map key -> record.
+pub struct TableView<'a>(pub &'a [(String, Arc<PeerRecord>)]);
+
+impl Serialize for TableView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, r) in self.0 {
+            m.serialize_entry(k, &RecordView(r))?;
+        }
+        m.end()
+    }
+}
+
+/// The table as the original sent it: a bare pickle of a dict, no framing.
+pub fn table_pickle(table: &[(String, Arc<PeerRecord>)]) -> Vec<u8> {
+    serde_pickle::to_vec(&TableView(table), serde_pickle::SerOptions::new()).expect("records always pickle")
+}
+
+/// Capped field lengths and counts, re-exported for clients and tests.
+pub use crate::core::record::MAX_KEY_BYTES;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bad(frame: &str) -> BadRequest {
+        parse(frame.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn both_revisions_parse_to_the_same_fields() {
+        let r1 =
+            parse(br#"{"message_type":3,"data":{"peer_ip":"1.2.3.4","peer_port":"8001","peer_name":"F"}}"#)
+                .unwrap();
+        assert_eq!(
+            r1,
+            Request::Add {
+                key: "1.2.3.4".into(),
+                fields: PeerFields {
+                    name: Some("F".into()),
+                    ip: Some("1.2.3.4".into()),
+                    port: Some("8001".into()),
+                    ..Default::default()
+                }
+            }
+        );
+        let r2 = parse(br#"{"message_type":3,"data":{"peer_id":"Qm1","name":"F","ip":"1.2.3.4","ports":{"userSync":3003}}}"#).unwrap();
+        let Request::Add { key, fields } = r2 else { panic!() };
+        assert_eq!(key, "Qm1");
+        assert_eq!(fields.ports.unwrap()["userSync"], 3003);
+        assert_eq!(fields.peer_id.as_deref(), Some("Qm1"));
+    }
+
+    #[test]
+    fn each_bad_input_names_what_was_wrong() {
+        assert!(bad("{").fatal);
+        assert!(bad("{").error.starts_with("malformed JSON"));
+        assert_eq!(bad("[1]").error, "a request must be a JSON object");
+        assert_eq!(bad("{}").error, "missing field `message_type`");
+        assert!(bad(r#"{"message_type":"3"}"#).error.contains("must be an integer"));
+        assert_eq!(bad(r#"{"message_type":5}"#).error, "message_type 5 is reserved and not implemented");
+        assert_eq!(bad(r#"{"message_type":42}"#).error, "unknown message_type 42");
+        let e = bad(r#"{"message_type":3,"data":{"peer_ip":"1.2.3.4","peer_port":"1"}}"#);
+        assert_eq!((e.action, e.data), (ACTION_ADD, ErrorData::False));
+        assert!(e.error.contains("peer_name"));
+        assert!(bad(r#"{"message_type":7,"data":{"peer_ip":7}}"#).error.contains("must be a string"));
+        assert_eq!(bad(r#"{"message_type":7,"data":{"peer_ip":""}}"#).error, "key is empty");
+        assert!(bad(r#"{"message_type":7}"#).error.contains("missing field `data`"));
+        let long =
+            format!(r#"{{"message_type":6,"data":{{"peer_ip":"1","peer_name":"{}"}}}}"#, "x".repeat(1025));
+        assert!(bad(&long).error.contains("longer than 1024"));
+        assert!(!bad(&long).fatal);
+    }
+
+    #[test]
+    fn replies_are_laid_out_like_the_original() {
+        assert_eq!(
+            completed(ACTION_ADD, &true),
+            b"{\"action\": \"peer add\", \"result\": \"completed\", \"data\": true}\n"
+        );
+        assert_eq!(
+            failed(ACTION_GET, &()),
+            b"{\"action\": \"peer get\", \"result\": \"error\", \"data\": null}\n"
+        );
+    }
+}

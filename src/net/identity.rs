@@ -1,0 +1,44 @@
+//! The node's libp2p identity: an ed25519 keypair, whose public key is also the CRDT writer id.
+
+use libp2p::identity::Keypair;
+
+use crate::core::NodeId;
+
+use super::NetError;
+
+/// A fresh ed25519 keypair in libp2p's protobuf encoding (68 bytes), ready to be stored.
+pub fn generate_identity() -> Vec<u8> {
+    Keypair::generate_ed25519().to_protobuf_encoding().expect("ed25519 keys always encode")
+}
+
+/// Decodes a stored keypair; only ed25519 is accepted, since its public key is the writer id.
+pub fn decode_identity(bytes: &[u8]) -> Result<Keypair, NetError> {
+    let kp = Keypair::from_protobuf_encoding(bytes).map_err(|e| NetError::Identity(e.to_string()))?;
+    node_id_of(&kp)?;
+    Ok(kp)
+}
+
+/// The CRDT writer id of a keypair: its 32-byte ed25519 public key.
+pub fn node_id_of(kp: &Keypair) -> Result<NodeId, NetError> {
+    let ed = kp
+        .public()
+        .try_into_ed25519()
+        .map_err(|_| NetError::Identity("the identity key is not ed25519".into()))?;
+    Ok(NodeId(ed.to_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_identity_decodes_to_the_same_peer_id() {
+        let bytes = generate_identity();
+        assert_eq!(bytes.len(), 68);
+        let a = decode_identity(&bytes).unwrap();
+        let b = decode_identity(&bytes).unwrap();
+        assert_eq!(a.public().to_peer_id(), b.public().to_peer_id());
+        assert_eq!(node_id_of(&a).unwrap(), node_id_of(&b).unwrap());
+        assert!(decode_identity(b"garbage").is_err());
+    }
+}

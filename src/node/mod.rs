@@ -1,0 +1,230 @@
+//! The node: one task owns the table, the store (and, in part 2, the swarm). Everything else talks
+//! to it through a cloneable [`NodeHandle`] that sends a [`Command`] with a oneshot reply.
+
+mod actor;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::core::{PeerFields, PeerRecord, TableConfig, TableStats};
+use crate::manager::{self, ManagerConfig, ManagerError};
+use crate::net::{self, Multiaddr, NetError};
+use crate::store::{self, StoreError};
+
+/// Commands waiting for the node task; a full queue makes callers wait rather than grow memory.
+pub const COMMAND_QUEUE: usize = 1024;
+/// How often the node rewrites its own record's `lastConnectionOn`: slow, since every refresh is
+/// a write that every replica stores.
+pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+/// How often expired tombstones are looked for; they expire after days, so hourly is plenty.
+pub const DEFAULT_GC_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Holds `table.redb` and `identity.key`.
+    pub data_dir: PathBuf,
+    /// The manager socket's address; must be loopback.
+    pub manager_addr: SocketAddr,
+    pub listen: Vec<Multiaddr>,
+    pub bootstrap: Vec<Multiaddr>,
+    /// Addresses others should dial; the first one also gives the own record's ip and port.
+    pub announce: Vec<Multiaddr>,
+    /// The own record's `name`; defaults to `udht-` and the peer id's tail.
+    pub name: Option<String>,
+    pub table: TableConfig,
+    pub manager: ManagerConfig,
+    pub refresh_interval: Duration,
+    pub gc_interval: Duration,
+}
+
+impl NodeConfig {
+    /// A config with every default, for a data dir and manager address.
+    pub fn new(data_dir: impl Into<PathBuf>, manager_addr: SocketAddr) -> Self {
+        NodeConfig {
+            data_dir: data_dir.into(),
+            manager_addr,
+            listen: Vec::new(),
+            bootstrap: Vec::new(),
+            announce: Vec::new(),
+            name: None,
+            table: TableConfig::default(),
+            manager: ManagerConfig::default(),
+            refresh_interval: DEFAULT_REFRESH_INTERVAL,
+            gc_interval: DEFAULT_GC_INTERVAL,
+        }
+    }
+}
+
+/// Why a node could not start, or a request could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error(transparent)]
+    Manager(#[from] ManagerError),
+    #[error("the write could not be made durable: {0}")]
+    NotDurable(Arc<StoreError>),
+    #[error("the node is shutting down")]
+    ShuttingDown,
+}
+
+/// What the node reports about itself (`message_type 9`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub peer_id: String,
+    pub listen_addrs: Vec<String>,
+    pub connected_peers: Vec<String>,
+    /// Live records (tombstones not counted).
+    pub table_size: usize,
+    /// Root digest, 32 hex digits: equal on two nodes means equal tables.
+    pub digest: String,
+    pub tombstones: usize,
+    pub table_stats: TableStats,
+}
+
+/// One request to the node task.
+#[derive(Debug)]
+pub enum Command {
+    /// Adds a record unless a live one exists; replies `false` if it exists. Replies after durability.
+    Add {
+        key: String,
+        fields: PeerFields,
+        reply: oneshot::Sender<Result<bool, NodeError>>,
+    },
+    /// Changes a live record; replies `false` if missing. Replies after durability.
+    Update {
+        key: String,
+        fields: PeerFields,
+        reply: oneshot::Sender<Result<bool, NodeError>>,
+    },
+    /// Removes a live record (tombstone); replies `false` if missing. Replies after durability.
+    Remove {
+        key: String,
+        reply: oneshot::Sender<Result<bool, NodeError>>,
+    },
+    Get {
+        key: String,
+        reply: oneshot::Sender<Option<Arc<PeerRecord>>>,
+    },
+    /// Every live record; cheap (the records are shared, not copied).
+    Snapshot {
+        reply: oneshot::Sender<Vec<(String, Arc<PeerRecord>)>>,
+    },
+    OwnRecord {
+        reply: oneshot::Sender<Option<Arc<PeerRecord>>>,
+    },
+    Status {
+        reply: oneshot::Sender<Status>,
+    },
+}
+
+/// A cloneable handle to a running node.
+#[derive(Debug, Clone)]
+pub struct NodeHandle {
+    commands: mpsc::Sender<Command>,
+}
+
+impl NodeHandle {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.map_err(|_| NodeError::ShuttingDown)?;
+        rx.await.map_err(|_| NodeError::ShuttingDown)
+    }
+
+    pub async fn add(&self, key: String, fields: PeerFields) -> Result<bool, NodeError> {
+        self.ask(|reply| Command::Add { key, fields, reply }).await?
+    }
+
+    pub async fn update(&self, key: String, fields: PeerFields) -> Result<bool, NodeError> {
+        self.ask(|reply| Command::Update { key, fields, reply }).await?
+    }
+
+    pub async fn remove(&self, key: String) -> Result<bool, NodeError> {
+        self.ask(|reply| Command::Remove { key, reply }).await?
+    }
+
+    pub async fn get(&self, key: String) -> Result<Option<Arc<PeerRecord>>, NodeError> {
+        self.ask(|reply| Command::Get { key, reply }).await
+    }
+
+    pub async fn snapshot(&self) -> Result<Vec<(String, Arc<PeerRecord>)>, NodeError> {
+        self.ask(|reply| Command::Snapshot { reply }).await
+    }
+
+    pub async fn own_record(&self) -> Result<Option<Arc<PeerRecord>>, NodeError> {
+        self.ask(|reply| Command::OwnRecord { reply }).await
+    }
+
+    pub async fn status(&self) -> Result<Status, NodeError> {
+        self.ask(|reply| Command::Status { reply }).await
+    }
+}
+
+/// A started node: its handle, addresses, and the means to stop it.
+pub struct RunningNode {
+    pub handle: NodeHandle,
+    /// Where the manager socket actually listens (the port is real even if 0 was asked).
+    pub manager_addr: SocketAddr,
+    pub peer_id: String,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<Result<(), NodeError>>,
+    manager: JoinHandle<()>,
+}
+
+impl RunningNode {
+    /// Starts a node: loads identity and table, binds the manager socket, and spawns the tasks.
+    pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
+        manager::check_loopback(config.manager_addr)?;
+        let dir = config.data_dir.clone();
+        let (keypair, store, entries) = tokio::task::spawn_blocking(move || {
+            let key_bytes = store::load_or_create_identity(&dir, net::generate_identity)?;
+            let keypair = net::decode_identity(&key_bytes)?;
+            let (store, entries) = store::Store::open(&dir)?;
+            Ok::<_, NodeError>((keypair, store, entries))
+        })
+        .await
+        .expect("start-up task panicked")?;
+        let listener = manager::bind(config.manager_addr).await?;
+        let manager_addr = listener.local_addr().map_err(ManagerError::from)?;
+
+        let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
+        let handle = NodeHandle { commands };
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let actor = actor::Actor::new(config.clone(), keypair, store, entries)?;
+        let peer_id = actor.peer_id().to_string();
+        tracing::info!(%peer_id, manager = %manager_addr, records = actor.table_len(), "node started");
+        let task = tokio::spawn(actor.run(command_rx, shutdown_rx.clone()));
+        let manager = tokio::spawn(manager::serve(listener, handle.clone(), config.manager, shutdown_rx));
+        Ok(RunningNode { handle, manager_addr, peer_id, shutdown, task, manager })
+    }
+
+    /// Stops the node: the manager stops accepting, the node task ends, the store commits its
+    /// queue and closes.
+    pub async fn shutdown(self) -> Result<(), NodeError> {
+        let _ = self.shutdown.send(true);
+        let _ = self.manager.await;
+        self.task.await.unwrap_or(Err(NodeError::ShuttingDown))
+    }
+
+    /// Runs until `stop` completes (then shuts down cleanly) or the node task ends by itself
+    /// (a fatal storage error, returned).
+    pub async fn run_until(mut self, stop: impl std::future::Future<Output = ()>) -> Result<(), NodeError> {
+        tokio::select! {
+            _ = stop => self.shutdown().await,
+            ended = &mut self.task => {
+                let _ = self.shutdown.send(true);
+                let _ = self.manager.await;
+                ended.unwrap_or(Err(NodeError::ShuttingDown))
+            }
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! Durable storage: the table in a redb file, written by one thread that commits in groups, and the
+//! node's identity key file. The only module that touches disk.
+
+mod identity;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::core::{Entry, PeerRecord, Stamp};
+
+pub use identity::load_or_create_identity;
+
+/// The table's file inside the data dir.
+pub const TABLE_FILE: &str = "table.redb";
+/// Key -> versioned postcard of (stamp, record or tombstone).
+const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("entries");
+/// First byte of every stored value, so a future format can be told apart.
+const FORMAT_V1: u8 = 1;
+/// Jobs waiting for the writer; a full queue makes writers wait (backpressure), never grows memory.
+pub const WRITE_QUEUE: usize = 4096;
+/// At most this many jobs share one transaction and one fsync.
+pub const MAX_GROUP: usize = 1024;
+/// redb's page cache: the whole table also lives in memory, so the cache only serves writes.
+const CACHE_BYTES: usize = 16 << 20;
+
+/// What can go wrong with storage.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot use data dir {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("identity file {path}: {reason}")]
+    Identity { path: PathBuf, reason: String },
+    #[error("database: {0}")]
+    Db(String),
+    #[error("stored entry {key:?} is unreadable: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("the store's writer has stopped")]
+    Closed,
+}
+
+fn db_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredValue {
+    stamp: Stamp,
+    record: Option<Arc<PeerRecord>>,
+}
+
+fn encode(e: &Entry) -> Vec<u8> {
+    let mut out = vec![FORMAT_V1];
+    let v = StoredValue { stamp: e.stamp, record: e.record.clone() };
+    out.extend(postcard::to_stdvec(&v).expect("serializing to a Vec cannot fail"));
+    out
+}
+
+fn decode(key: &str, bytes: &[u8]) -> Result<Entry, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt { key: key.to_owned(), reason };
+    match bytes.split_first() {
+        Some((&FORMAT_V1, rest)) => {
+            let v: StoredValue = postcard::from_bytes(rest).map_err(|e| corrupt(e.to_string()))?;
+            Ok(Entry { key: key.to_owned(), stamp: v.stamp, record: v.record })
+        }
+        Some((v, _)) => Err(corrupt(format!("unknown format {v}"))),
+        None => Err(corrupt("empty value".into())),
+    }
+}
+
+/// Called once a job is durable (or failed), on the writer thread.
+pub type OnDurable = Box<dyn FnOnce(Result<(), Arc<StoreError>>) + Send>;
+
+/// One unit of work for the writer: entries to write, keys to delete, and who to tell when done.
+pub struct WriteJob {
+    pub puts: Vec<Entry>,
+    pub deletes: Vec<String>,
+    pub on_durable: Option<OnDurable>,
+}
+
+/// Handle to the store. Dropping it (or [`Store::close`]) lets the writer finish its queue and stop.
+pub struct Store {
+    /// `None` once closing: dropping the sender is what tells the writer to finish.
+    jobs: Option<mpsc::Sender<WriteJob>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Store {
+    /// Opens (or creates) the table in `dir` and returns it with every stored entry.
+    pub fn open(dir: &Path) -> Result<(Store, Vec<Entry>), StoreError> {
+        ensure_dir(dir)?;
+        let db =
+            Database::builder().set_cache_size(CACHE_BYTES).create(dir.join(TABLE_FILE)).map_err(db_err)?;
+        let entries = {
+            let txn = db.begin_write().map_err(db_err)?;
+            txn.open_table(ENTRIES).map_err(db_err)?; // creates it on first start
+            txn.commit().map_err(db_err)?;
+            let read = db.begin_read().map_err(db_err)?;
+            let table = read.open_table(ENTRIES).map_err(db_err)?;
+            let mut out = Vec::new();
+            for row in table.iter().map_err(db_err)? {
+                let (k, v) = row.map_err(db_err)?;
+                out.push(decode(k.value(), v.value())?);
+            }
+            out
+        };
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let writer = std::thread::Builder::new()
+            .name("udht-store".into())
+            .spawn(move || writer_loop(db, rx))
+            .map_err(|e| StoreError::DataDir { path: dir.to_owned(), source: e })?;
+        Ok((Store { jobs: Some(tx), writer: Some(writer) }, entries))
+    }
+
+    /// Queues a job; waits while the queue is full.
+    pub async fn write(&self, job: WriteJob) -> Result<(), StoreError> {
+        let jobs = self.jobs.as_ref().ok_or(StoreError::Closed)?;
+        jobs.send(job).await.map_err(|_| StoreError::Closed)
+    }
+
+    /// Stops accepting jobs, commits what is queued, and waits for the writer to finish.
+    pub async fn close(mut self) {
+        self.jobs = None;
+        if let Some(w) = self.writer.take() {
+            let _ = tokio::task::spawn_blocking(move || w.join()).await;
+        }
+    }
+}
+
+impl Drop for Store {
+    /// Closing the channel lets the writer commit what is queued and exit; wait for it, so the
+    /// database file is released before anyone reopens it.
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
+    std::fs::create_dir_all(dir).map_err(|e| StoreError::DataDir { path: dir.to_owned(), source: e })
+}
+
+/// The writer thread: takes every queued job (up to [`MAX_GROUP`]), commits them in one durable
+/// transaction, then reports to each. While it commits, new jobs queue up for the next group.
+fn writer_loop(db: Database, mut rx: mpsc::Receiver<WriteJob>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while let Some(first) = rx.blocking_recv() {
+        group.push(first);
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let result = commit(&db, &group).map_err(Arc::new);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, jobs = group.len(), "store commit failed");
+        }
+        for job in group.drain(..) {
+            if let Some(done) = job.on_durable {
+                done(result.clone());
+            }
+        }
+    }
+    tracing::debug!("store writer stopped");
+}
+
+fn commit(db: &Database, group: &[WriteJob]) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(db_err)?;
+    {
+        let mut table = txn.open_table(ENTRIES).map_err(db_err)?;
+        for job in group {
+            for e in &job.puts {
+                table.insert(e.key.as_str(), encode(e).as_slice()).map_err(db_err)?;
+            }
+            for k in &job.deletes {
+                table.remove(k.as_str()).map_err(db_err)?;
+            }
+        }
+    }
+    txn.commit().map_err(db_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{NodeId, Table, TableConfig};
+
+    fn record() -> PeerRecord {
+        PeerRecord {
+            name: "n".into(),
+            ip: "1.2.3.4".into(),
+            port: "1".into(),
+            peer_id: Some("12D3".into()),
+            ports: [("userSync".to_string(), 3003)].into(),
+            addrs: vec!["/ip4/1.2.3.4/tcp/4001".into()],
+            created_at: 1,
+            updated_at: 2,
+            last_connection_on: 3,
+        }
+    }
+
+    #[tokio::test]
+    async fn committed_entries_and_deletes_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = Table::new(NodeId([1; 32]), TableConfig::default());
+        let a = t.put("a".into(), record(), 1000);
+        let b = t.put("b".into(), record(), 1000);
+        let tomb = t.remove("b", 1001).unwrap();
+        {
+            let (store, loaded) = Store::open(dir.path()).unwrap();
+            assert!(loaded.is_empty());
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            store
+                .write(WriteJob { puts: vec![a.clone(), b], deletes: vec![], on_durable: None })
+                .await
+                .unwrap();
+            store
+                .write(WriteJob {
+                    puts: vec![tomb.clone()],
+                    deletes: vec!["zzz".into()],
+                    on_durable: Some(Box::new(move |r| {
+                        let _ = tx.send(r.is_ok());
+                    })),
+                })
+                .await
+                .unwrap();
+            assert!(rx.await.unwrap());
+            store.close().await;
+        }
+        let (_store, mut loaded) = Store::open(dir.path()).unwrap();
+        loaded.sort_by(|x, y| x.key.cmp(&y.key));
+        assert_eq!(loaded, vec![a, tomb]);
+        let reloaded = Table::load(NodeId([1; 32]), TableConfig::default(), loaded);
+        assert_eq!(reloaded.root(), t.root());
+    }
+
+    #[test]
+    fn unknown_formats_are_reported_not_guessed() {
+        assert!(matches!(decode("k", &[9, 1, 2]), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(decode("k", &[]), Err(StoreError::Corrupt { .. })));
+    }
+}
