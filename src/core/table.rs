@@ -319,6 +319,14 @@ impl Table {
             .collect()
     }
 
+    /// Every entry, tombstones included: the full state, for merging into another replica.
+    pub fn all_entries(&self) -> Vec<Entry> {
+        self.entries
+            .iter()
+            .map(|(k, r)| Entry { key: k.clone(), stamp: r.marker, record: r.val.clone() })
+            .collect()
+    }
+
     /// Entries written after `since` (by stamp order), tombstones included.
     pub fn delta_since(&self, since: &Stamp) -> Vec<Entry> {
         self.entries

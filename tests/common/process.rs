@@ -1,0 +1,127 @@
+//! Real `udht-node` processes for tests: spawn on free loopback ports, wait until the manager
+//! socket answers, talk to it, SIGKILL or SIGTERM it.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use udht::manager::client::Client;
+
+/// How long a node process may take to start answering.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Timeout of one manager request from a test.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct NodeProcess {
+    child: Child,
+    pub manager: SocketAddr,
+    pub p2p_port: u16,
+    pub data_dir: PathBuf,
+    args: Vec<String>,
+}
+
+impl NodeProcess {
+    /// Starts `udht-node` on free ports with `data_dir`, plus `extra` flags; waits until it answers.
+    pub async fn start(data_dir: &Path, extra: &[String]) -> NodeProcess {
+        let manager: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let p2p_port = free_port();
+        let mut args = vec![
+            "--data-dir".to_string(),
+            data_dir.display().to_string(),
+            "--manager".into(),
+            manager.to_string(),
+            "--listen".into(),
+            format!("/ip4/127.0.0.1/tcp/{p2p_port}"),
+        ];
+        args.extend(extra.iter().cloned());
+        Self::spawn_with(data_dir, manager, p2p_port, args).await
+    }
+
+    async fn spawn_with(
+        data_dir: &Path,
+        manager: SocketAddr,
+        p2p_port: u16,
+        args: Vec<String>,
+    ) -> NodeProcess {
+        std::fs::create_dir_all(data_dir).unwrap();
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join("node.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_udht-node"))
+            .args(&args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawning udht-node");
+        let mut node = NodeProcess { child, manager, p2p_port, data_dir: data_dir.to_owned(), args };
+        node.wait_ready().await;
+        node
+    }
+
+    /// Starts the same node again (same data dir, ports and flags) after it stopped.
+    pub async fn restart(self) -> NodeProcess {
+        let NodeProcess { manager, p2p_port, data_dir, args, .. } = &self;
+        let (manager, p2p_port, data_dir, args) = (*manager, *p2p_port, data_dir.clone(), args.clone());
+        drop(self);
+        Self::spawn_with(&data_dir, manager, p2p_port, args).await
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("udht-node exited early ({status}); log: {}", self.log());
+            }
+            if let Ok(mut c) = Client::connect(self.manager, Duration::from_secs(1)).await {
+                if let Ok(r) = c.request(&json!({"message_type": 9})).await {
+                    if r["result"] == "completed" {
+                        return;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "udht-node did not answer in time; log: {}", self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("node.log")).unwrap_or_default()
+    }
+
+    /// One request on a fresh connection.
+    pub async fn request(&self, request: Value) -> Value {
+        let mut c = Client::connect(self.manager, REQUEST_TIMEOUT).await.unwrap();
+        c.request(&request).await.unwrap()
+    }
+
+    pub async fn status(&self) -> Value {
+        self.request(json!({"message_type": 9})).await["data"].clone()
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

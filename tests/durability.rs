@@ -1,0 +1,104 @@
+//! Durability of the real binary: every acknowledged write survives SIGKILL, and the node's
+//! identity (peer id) survives restarts.
+
+#[path = "common/process.rs"]
+mod process;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use process::NodeProcess;
+use serde_json::json;
+use udht::manager::client::Client;
+
+/// Writers running when the node is killed.
+const WRITERS: usize = 8;
+/// The node is killed once this many writes were acknowledged (while writers keep going).
+const KILL_AFTER_ACKS: usize = 400;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_write_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = NodeProcess::start(dir.path(), &[]).await;
+    let acked = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+    let count = Arc::new(AtomicUsize::new(0));
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let (acked, count, addr) = (acked.clone(), count.clone(), node.manager);
+        writers.push(tokio::spawn(async move {
+            let mut c = Client::connect(addr, Duration::from_secs(5)).await.unwrap();
+            for i in 0.. {
+                let key = format!("10.{w}.{}.{}", i / 256, i % 256);
+                let name = format!("writer{w}-{i}");
+                let req = json!({"message_type": 3, "data": {"peer_ip": key, "peer_port": "8001", "peer_name": name}});
+                match c.request(&req).await {
+                    Ok(r) if r["result"] == "completed" => {
+                        acked.lock().unwrap().push((key, name));
+                        count.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(r) => panic!("unexpected reply {r}"),
+                    Err(_) => return, // the node died under us: this write was never acknowledged
+                }
+            }
+        }));
+    }
+    while count.load(Ordering::SeqCst) < KILL_AFTER_ACKS {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    node.kill9();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= KILL_AFTER_ACKS);
+
+    let node = node.restart().await;
+    let mut c = Client::connect(node.manager, Duration::from_secs(5)).await.unwrap();
+    let mut missing = Vec::new();
+    for (key, name) in &acked {
+        let r = c.request(&json!({"message_type": 7, "data": {"peer_ip": key}})).await.unwrap();
+        if r["result"] != "completed" || r["data"]["name"] != *name {
+            missing.push(key.clone());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged writes lost: {:?}",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(10)]
+    );
+    let size = node.status().await["table_size"].as_u64().unwrap() as usize;
+    // Acknowledged writes, plus the node's own record, plus writes that were durable but whose
+    // replies were cut off by the kill (at most one per writer).
+    assert!(
+        size > acked.len() && size <= acked.len() + 1 + WRITERS,
+        "table_size {size}, acked {}",
+        acked.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peer_id_survives_restarts_and_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = NodeProcess::start(dir.path(), &["--name".into(), "keeper".into()]).await;
+    let first = node.status().await["peer_id"].as_str().unwrap().to_owned();
+    assert!(first.starts_with("12D3KooW"), "an ed25519 libp2p peer id, got {first}");
+    let own = node.request(json!({"message_type": 8})).await;
+    assert_eq!(own["data"]["peer_id"], first.as_str());
+    assert_eq!(own["data"]["name"], "keeper");
+
+    assert!(node.terminate().success(), "SIGTERM is a clean shutdown");
+    let mut node = node.restart().await;
+    assert_eq!(node.status().await["peer_id"], first.as_str());
+    node.kill9();
+    let node = node.restart().await;
+    assert_eq!(node.status().await["peer_id"], first.as_str());
+    let own_again = node.request(json!({"message_type": 8})).await;
+    assert_eq!(own_again["data"]["createdAt"], own["data"]["createdAt"], "the own record keeps createdAt");
+
+    let key_file = dir.path().join("identity.key");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(key_file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+}
