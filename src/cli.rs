@@ -39,6 +39,12 @@ pub struct Cli {
     /// An address other nodes should dial (repeatable); the first one also fills the own record's ip/port.
     #[arg(long, env = "UDHT_ANNOUNCE", value_delimiter = ',', value_parser = multiaddr)]
     pub announce: Vec<Multiaddr>,
+    /// Network id, part of every protocol name: nodes of different ids never merge.
+    #[arg(long, env = "UDHT_NETWORK_ID", default_value = crate::node::DEFAULT_NETWORK_ID)]
+    pub network_id: String,
+    /// How often to run anti-entropy with a random peer, e.g. 10s or 500ms.
+    #[arg(long, env = "UDHT_SYNC_INTERVAL", default_value = "10s", value_parser = duration)]
+    pub sync_interval: Duration,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -91,6 +97,23 @@ fn multiaddr(s: &str) -> Result<Multiaddr, String> {
     parse_multiaddr(s).map_err(|e| e.to_string())
 }
 
+/// A duration such as `10s`, `500ms` or `2m`.
+fn duration(s: &str) -> Result<Duration, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: f64 = n.parse().map_err(|_| format!("bad duration {s:?}: expected e.g. 10s or 500ms"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("bad duration unit in {s:?}: use ms, s or m")),
+    };
+    if !(secs > 0.0 && secs < 86_400.0) {
+        return Err(format!("duration {s:?} out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
 fn named_port(s: &str) -> Result<(String, u16), String> {
     let (name, port) = s.split_once('=').ok_or("expected NAME=PORT")?;
     Ok((name.to_owned(), port.parse().map_err(|_| format!("bad port in {s:?}"))?))
@@ -115,6 +138,8 @@ impl Cli {
         c.bootstrap = self.bootstrap.clone();
         c.announce = self.announce.clone();
         c.name = self.name.clone();
+        c.network_id = self.network_id.clone();
+        c.sync_interval = self.sync_interval;
         Ok(c)
     }
 }

@@ -2,7 +2,9 @@
 //! No I/O, no async runtime; every function that needs the time takes it as a parameter.
 
 pub mod clock;
+pub mod delta;
 pub mod record;
+pub mod sync;
 pub mod table;
 
 pub use clock::{now_micros, now_millis, ClockError, Hlc, NodeId, Stamp};

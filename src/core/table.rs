@@ -221,18 +221,37 @@ impl Table {
         result
     }
 
-    fn try_merge(&mut self, entry: Entry, now_ms: u64) -> Result<bool, MergeError> {
+    /// Checks a remote entry without merging it (counted like a refused merge if it fails), so a
+    /// whole message can be judged before any of it is applied.
+    pub fn check(&mut self, entry: &Entry, now_ms: u64) -> Result<(), MergeError> {
+        let result = self.validate(entry, now_ms);
+        match &result {
+            Err(MergeError::Clock(_)) => self.stats.rejected_future += 1,
+            Err(_) => self.stats.rejected_invalid += 1,
+            Ok(()) => {}
+        }
+        result
+    }
+
+    fn validate(&self, entry: &Entry, now_ms: u64) -> Result<(), MergeError> {
         validate_key(&entry.key)?;
         if let Some(r) = &entry.record {
             r.validate()?;
         }
         self.hlc.check(&entry.stamp, now_ms)?;
+        if let Some(current) = self.entries.get(&entry.key) {
+            current.validate_merge(&entry.register()).map_err(|_| MergeError::ConflictingStamp)?;
+        }
+        Ok(())
+    }
+
+    fn try_merge(&mut self, entry: Entry, now_ms: u64) -> Result<bool, MergeError> {
+        self.validate(&entry, now_ms)?;
         let incoming = entry.register();
         let expired_tombstone =
             entry.record.is_none() && entry.stamp.millis.saturating_add(self.grace_ms) < now_ms;
         match self.entries.get(&entry.key) {
             Some(current) => {
-                current.validate_merge(&incoming).map_err(|_| MergeError::ConflictingStamp)?;
                 if current.marker >= incoming.marker {
                     return Ok(false);
                 }

@@ -1,17 +1,24 @@
 //! The network edge: libp2p identity, addresses, and (part 2) the swarm. The only module that
 //! imports libp2p.
 
+mod behaviour;
 mod identity;
+mod network;
 
 pub use identity::{decode_identity, generate_identity, node_id_of};
 pub use libp2p::identity::Keypair;
 pub use libp2p::{Multiaddr, PeerId};
+pub use network::{GossipId, NetConfig, NetEvent, NetStats, Network, Responder, Verdict};
 
 /// What can go wrong at the network edge.
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
     #[error("identity: {0}")]
     Identity(String),
+    #[error("network setup: {0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: String, reason: String },
     #[error("invalid multiaddr {addr:?}: {reason}")]
     BadAddr { addr: String, reason: String },
 }

@@ -1,37 +1,64 @@
-//! The node task: owns the table and the store, and serves commands and timers from one loop.
+//! The node task: owns the table, the store and the network, and serves commands, network events
+//! and timers from one `select!` loop. Replication (gossip and anti-entropy) is in `replication.rs`.
 
+use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
-use tokio::time::MissedTickBehavior;
+use tokio::time::{Instant, MissedTickBehavior, Sleep};
 
-use crate::core::{digest_hex, now_micros, now_millis, Entry, PeerFields, Table};
-use crate::net::{self, Keypair, PeerId};
+use crate::core::sync::Session;
+use crate::core::{digest_hex, now_micros, now_millis, Entry, PeerFields, PeerRecord, Table};
+use crate::net::{self, GossipId, Keypair, NetConfig, Network, PeerId, Verdict};
 use crate::store::{Store, StoreError, WriteJob};
 
-use super::{Command, NodeConfig, NodeError, Status};
+use super::{Command, NodeConfig, NodeError, Status, SyncStats};
 
 /// Durable entries waiting to be propagated. Sent with `try_send` from the store's thread, so it
 /// never blocks a commit; it holds more than the store queue can have in flight, and anything
 /// dropped anyway is repaired by anti-entropy.
-const DURABLE_QUEUE: usize = 2 * crate::store::WRITE_QUEUE + crate::store::MAX_GROUP;
+const STORE_EVENTS: usize = 2 * crate::store::WRITE_QUEUE + crate::store::MAX_GROUP;
+/// How often connectivity is checked (re-dial bootstrap peers when cut off, find more peers).
+const MAINTAIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Where durable entries came from, which decides what happens next.
+pub(super) enum Origin {
+    /// A local write: publish it.
+    Local,
+    /// A valid gossip message: now durable, so let gossipsub forward it.
+    Gossip(GossipId),
+    /// Repaired by anti-entropy: re-publish only if it is a small repair (see replication.rs).
+    Repair,
+}
 
 /// Something the store's thread tells the node task.
-enum StoreEvent {
-    /// These entries are on disk and may be propagated.
-    Durable(Vec<Entry>),
+pub(super) enum StoreEvent {
+    Durable(Vec<Entry>, Origin),
     /// A commit failed: durability can no longer be promised.
     Failed(Arc<StoreError>),
 }
 
 pub(super) struct Actor {
-    config: NodeConfig,
-    peer_id: PeerId,
-    table: Table,
+    pub(super) config: NodeConfig,
+    pub(super) peer_id: PeerId,
+    pub(super) table: Table,
     store: Store,
+    pub(super) net: Network,
     store_events: mpsc::Sender<StoreEvent>,
     store_events_rx: mpsc::Receiver<StoreEvent>,
+    /// Entries waiting to be published in the next delta.
+    pub(super) outbox: Vec<Entry>,
+    /// When the outbox is published; armed by the first entry of a batch.
+    pub(super) flush_at: Option<Instant>,
+    /// Anti-entropy sessions this node started, one per peer at most.
+    pub(super) sessions: HashMap<PeerId, Session>,
+    /// Bad messages per peer; enough of them gets the peer banned.
+    pub(super) strikes: HashMap<PeerId, u32>,
+    /// Banned peers and when the ban ends.
+    pub(super) bans: HashMap<PeerId, Instant>,
+    pub(super) sync_stats: SyncStats,
 }
 
 impl Actor {
@@ -43,14 +70,31 @@ impl Actor {
     ) -> Result<Self, NodeError> {
         let node_id = net::node_id_of(&keypair)?;
         let table = Table::load(node_id, config.table, entries);
-        let (store_events, store_events_rx) = mpsc::channel(DURABLE_QUEUE);
+        let net = Network::start(
+            keypair,
+            NetConfig {
+                listen: config.listen.clone(),
+                bootstrap: config.bootstrap.clone(),
+                announce: config.announce.clone(),
+                network_id: config.network_id.clone(),
+                target_peers: config.target_peers,
+            },
+        )?;
+        let (store_events, store_events_rx) = mpsc::channel(STORE_EVENTS);
         Ok(Actor {
+            peer_id: net.local_peer_id(),
             config,
-            peer_id: keypair.public().to_peer_id(),
             table,
             store,
+            net,
             store_events,
             store_events_rx,
+            outbox: Vec::new(),
+            flush_at: None,
+            sessions: HashMap::new(),
+            strikes: HashMap::new(),
+            bans: HashMap::new(),
+            sync_stats: SyncStats::default(),
         })
     }
 
@@ -70,17 +114,28 @@ impl Actor {
         self.write_own_record().await;
         let mut refresh = interval(self.config.refresh_interval);
         let mut gc = interval(self.config.gc_interval);
+        let mut sync = interval(self.config.sync_interval);
+        let mut maintain = interval(MAINTAIN_INTERVAL);
+        let flush: Pin<&mut Sleep> = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
+        let mut flush = flush;
         let result = loop {
+            if let Some(at) = self.flush_at {
+                flush.as_mut().reset(at);
+            }
             tokio::select! {
                 _ = shutdown.changed() => break Ok(()),
                 Some(cmd) = commands.recv() => self.handle(cmd).await,
+                event = self.net.next_event() => self.on_net_event(event).await,
                 Some(event) = self.store_events_rx.recv() => match event {
-                    StoreEvent::Durable(_entries) => {} // propagated by the network (part 2)
+                    StoreEvent::Durable(entries, origin) => self.on_durable(entries, origin),
                     StoreEvent::Failed(e) => {
                         tracing::error!(error = %e, "storage failed; stopping so no write is acknowledged without being durable");
                         break Err(NodeError::NotDurable(e));
                     }
                 },
+                _ = &mut flush, if self.flush_at.is_some() => self.flush_outbox(),
+                _ = sync.tick() => self.sync_with_random_peer(),
+                _ = maintain.tick() => self.maintain(),
                 _ = refresh.tick() => self.write_own_record().await,
                 _ = gc.tick() => self.collect_tombstones().await,
             }
@@ -98,9 +153,9 @@ impl Actor {
                     let _ = reply.send(Ok(false));
                     return;
                 }
-                let record = crate::core::PeerRecord::create(fields, now_micros());
+                let record = PeerRecord::create(fields, now_micros());
                 let entry = self.table.put(key, record, now_millis());
-                self.persist(vec![entry], move |r| {
+                self.persist(vec![entry], Origin::Local, move |r| {
                     let _ = reply.send(r.map(|_| true));
                 })
                 .await;
@@ -112,7 +167,7 @@ impl Actor {
                 };
                 let record = current.updated(fields, now_micros());
                 let entry = self.table.put(key, record, now_millis());
-                self.persist(vec![entry], move |r| {
+                self.persist(vec![entry], Origin::Local, move |r| {
                     let _ = reply.send(r.map(|_| true));
                 })
                 .await;
@@ -122,7 +177,7 @@ impl Actor {
                     let _ = reply.send(Ok(false));
                 }
                 Some(entry) => {
-                    self.persist(vec![entry], move |r| {
+                    self.persist(vec![entry], Origin::Local, move |r| {
                         let _ = reply.send(r.map(|_| true));
                     })
                     .await
@@ -141,27 +196,49 @@ impl Actor {
             Command::Status { reply } => {
                 let _ = reply.send(self.status());
             }
+            Command::SetBlocked { peer, blocked, reply } => {
+                let result =
+                    peer.parse::<PeerId>().map_err(|e| format!("bad peer id {peer:?}: {e}")).map(|p| {
+                        if blocked {
+                            self.net.block(p);
+                            self.sessions.remove(&p);
+                        } else {
+                            self.net.unblock(p);
+                        }
+                    });
+                let _ = reply.send(result);
+            }
+            Command::PeerScore { peer, reply } => {
+                let _ = reply.send(peer.parse::<PeerId>().ok().and_then(|p| self.net.peer_score(&p)));
+            }
         }
     }
 
     fn status(&self) -> Status {
         Status {
             peer_id: self.peer_id.to_string(),
-            listen_addrs: self.config.listen.iter().map(|a| a.to_string()).collect(),
-            connected_peers: Vec::new(),
+            listen_addrs: self.net.listen_addrs().iter().map(|a| a.to_string()).collect(),
+            connected_peers: self.net.connected_peers().iter().map(|p| p.to_string()).collect(),
             table_size: self.table.len(),
             digest: digest_hex(self.table.root()),
             tombstones: self.table.len_with_tombstones() - self.table.len(),
             table_stats: self.table.stats(),
+            net_stats: self.net.stats(),
+            sync_stats: self.sync_stats,
         }
     }
 
-    /// Hands entries to the store; `ack` runs once they are durable (or the commit failed).
-    async fn persist(
+    /// Hands entries to the store; `ack` runs once they are durable (or the commit failed), then
+    /// the node task hears of them (to propagate them).
+    pub(super) async fn persist(
         &mut self,
         entries: Vec<Entry>,
+        origin: Origin,
         ack: impl FnOnce(Result<(), NodeError>) + Send + 'static,
     ) {
+        if entries.is_empty() {
+            return;
+        }
         let events = self.store_events.clone();
         let durable = entries.clone();
         let job = WriteJob {
@@ -170,7 +247,7 @@ impl Actor {
             on_durable: Some(Box::new(move |result| match result {
                 Ok(()) => {
                     ack(Ok(()));
-                    let _ = events.try_send(StoreEvent::Durable(durable));
+                    let _ = events.try_send(StoreEvent::Durable(durable, origin));
                 }
                 Err(e) => {
                     ack(Err(NodeError::NotDurable(e.clone())));
@@ -183,30 +260,51 @@ impl Actor {
         }
     }
 
+    fn on_durable(&mut self, entries: Vec<Entry>, origin: Origin) {
+        match origin {
+            Origin::Local => self.queue_gossip(entries),
+            Origin::Gossip(id) => self.net.report_gossip(id, Verdict::Accept),
+            Origin::Repair => self.regossip_repair(entries),
+        }
+    }
+
     /// Puts (or refreshes) this node's own record: key = peer id, `lastConnectionOn` = now.
-    async fn write_own_record(&mut self) {
+    pub(super) async fn write_own_record(&mut self) {
         let key = self.peer_id.to_string();
-        let addrs: Vec<_> = self.config.announce.iter().chain(&self.config.listen).collect();
-        let (ip, port) = addrs.iter().find_map(|a| net::host_and_port(a)).unwrap_or_default();
+        let advertised = self.net.advertised_addrs();
+        let configured = self.config.announce.iter().chain(&self.config.listen);
+        // Prefer an address others can reach: announced, then non-loopback listen addresses.
+        let (ip, port) = advertised
+            .iter()
+            .filter(|a| !is_loopback(a))
+            .chain(advertised.iter())
+            .chain(configured)
+            .find_map(net::host_and_port)
+            .unwrap_or_default();
+        let addrs = advertised
+            .iter()
+            .take(crate::core::record::MAX_ADDRS)
+            .map(|a| format!("{a}/p2p/{}", self.peer_id))
+            .collect();
         let fields = PeerFields {
             name: Some(self.config.name.clone().unwrap_or_else(|| default_name(&key))),
             ip: Some(ip),
             port: Some(if port == 0 { String::new() } else { port.to_string() }),
             peer_id: Some(key.clone()),
             ports: None,
-            addrs: Some(self.config.announce.iter().map(|a| a.to_string()).collect()),
+            addrs: Some(addrs),
         };
         let now_us = now_micros();
         let record = match self.table.get(&key) {
             Some(current) => current.updated(fields, now_us),
-            None => crate::core::PeerRecord::create(fields, now_us),
+            None => PeerRecord::create(fields, now_us),
         };
         if let Err(e) = record.validate() {
             tracing::warn!(error = %e, "own record is invalid; not written");
             return;
         }
         let entry = self.table.put(key, record, now_millis());
-        self.persist(vec![entry], |_| {}).await;
+        self.persist(vec![entry], Origin::Local, |_| {}).await;
     }
 
     async fn collect_tombstones(&mut self) {
@@ -220,13 +318,17 @@ impl Actor {
     }
 }
 
+fn is_loopback(a: &net::Multiaddr) -> bool {
+    net::host_and_port(a).is_some_and(|(h, _)| h.starts_with("127.") || h == "::1" || h == "localhost")
+}
+
 /// `udht-` and the last 8 characters of the peer id: short, and unique in practice.
 fn default_name(peer_id: &str) -> String {
     format!("udht-{}", &peer_id[peer_id.len().saturating_sub(8)..])
 }
 
 fn interval(period: Duration) -> tokio::time::Interval {
-    let mut i = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let mut i = tokio::time::interval_at(Instant::now() + period, period);
     i.set_missed_tick_behavior(MissedTickBehavior::Delay);
     i
 }

@@ -2,6 +2,7 @@
 //! to it through a cloneable [`NodeHandle`] that sends a [`Command`] with a oneshot reply.
 
 mod actor;
+mod replication;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::core::{PeerFields, PeerRecord, TableConfig, TableStats};
 use crate::manager::{self, ManagerConfig, ManagerError};
-use crate::net::{self, Multiaddr, NetError};
+use crate::net::{self, Multiaddr, NetError, NetStats};
 use crate::store::{self, StoreError};
 
 /// Commands waiting for the node task; a full queue makes callers wait rather than grow memory.
@@ -24,6 +25,12 @@ pub const COMMAND_QUEUE: usize = 1024;
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 /// How often expired tombstones are looked for; they expire after days, so hourly is plenty.
 pub const DEFAULT_GC_INTERVAL: Duration = Duration::from_secs(3600);
+/// How often anti-entropy runs with a random connected peer (besides on every new connection).
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(10);
+/// The network id in protocol names and the gossip topic.
+pub const DEFAULT_NETWORK_ID: &str = "udht";
+/// Connections the node keeps dialling towards: enough for a healthy gossipsub mesh (6).
+pub const DEFAULT_TARGET_PEERS: usize = 8;
 
 /// Everything a node needs to start.
 #[derive(Debug, Clone)]
@@ -42,6 +49,9 @@ pub struct NodeConfig {
     pub manager: ManagerConfig,
     pub refresh_interval: Duration,
     pub gc_interval: Duration,
+    pub sync_interval: Duration,
+    pub network_id: String,
+    pub target_peers: usize,
 }
 
 impl NodeConfig {
@@ -58,6 +68,9 @@ impl NodeConfig {
             manager: ManagerConfig::default(),
             refresh_interval: DEFAULT_REFRESH_INTERVAL,
             gc_interval: DEFAULT_GC_INTERVAL,
+            sync_interval: DEFAULT_SYNC_INTERVAL,
+            network_id: DEFAULT_NETWORK_ID.to_owned(),
+            target_peers: DEFAULT_TARGET_PEERS,
         }
     }
 }
@@ -89,6 +102,23 @@ pub struct Status {
     pub digest: String,
     pub tombstones: usize,
     pub table_stats: TableStats,
+    pub net_stats: NetStats,
+    pub sync_stats: SyncStats,
+}
+
+/// Counters of anti-entropy, reported in status.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct SyncStats {
+    /// Sessions this node started and finished.
+    pub sessions_completed: u64,
+    /// Sessions that failed (timeouts, protocol errors).
+    pub sessions_failed: u64,
+    /// Entries that anti-entropy changed here (pulled, or pushed to us).
+    pub entries_repaired: u64,
+    /// Requests refused as malformed.
+    pub requests_refused: u64,
+    /// Peers banned for repeated bad messages.
+    pub peers_banned: u64,
 }
 
 /// One request to the node task.
@@ -124,6 +154,17 @@ pub enum Command {
     },
     Status {
         reply: oneshot::Sender<Status>,
+    },
+    /// Cuts a peer off (both ways) or lets it back: partitions in tests and simulations.
+    SetBlocked {
+        peer: String,
+        blocked: bool,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// The gossipsub score of a peer, if it is known.
+    PeerScore {
+        peer: String,
+        reply: oneshot::Sender<Option<f64>>,
     },
 }
 
@@ -166,6 +207,15 @@ impl NodeHandle {
 
     pub async fn status(&self) -> Result<Status, NodeError> {
         self.ask(|reply| Command::Status { reply }).await
+    }
+
+    /// Blocks (or unblocks) a peer by peer id: its connections close and are refused both ways.
+    pub async fn set_blocked(&self, peer: String, blocked: bool) -> Result<Result<(), String>, NodeError> {
+        self.ask(|reply| Command::SetBlocked { peer, blocked, reply }).await
+    }
+
+    pub async fn peer_score(&self, peer: String) -> Result<Option<f64>, NodeError> {
+        self.ask(|reply| Command::PeerScore { peer, reply }).await
     }
 }
 

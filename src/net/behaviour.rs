@@ -1,0 +1,193 @@
+//! The libp2p behaviour of a udht node, and the swarm built around the node's identity.
+
+use std::time::Duration;
+
+use libp2p::gossipsub::{
+    self, IdentTopic, MessageAuthenticity, PeerScoreParams, PeerScoreThresholds, TopicScoreParams,
+    ValidationMode,
+};
+use libp2p::identity::Keypair;
+use libp2p::kad::{self, store::MemoryStore};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{
+    allow_block_list, connection_limits, identify, noise, ping, tcp, yamux, StreamProtocol, Swarm,
+    SwarmBuilder,
+};
+use xxhash_rust::xxh3::xxh3_128;
+
+use crate::core::delta::MAX_DELTA_BYTES;
+use crate::core::sync::{SyncRequest, SyncResponse, MAX_SYNC_MESSAGE_BYTES};
+
+use super::{NetConfig, NetError};
+
+/// Connections stay open this long without traffic: long, since gossip needs standing
+/// connections and re-dialling costs a handshake.
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Gossipsub heartbeat: mesh upkeep and lazy gossip. Faster than the default 1 s, as meshes are small.
+const HEARTBEAT: Duration = Duration::from_millis(500);
+/// First heartbeat soon after start (default 5 s), so a new node joins the mesh quickly.
+const HEARTBEAT_INITIAL_DELAY: Duration = Duration::from_millis(100);
+/// Mesh sizes for clusters of a few to a few hundred nodes (checked: outbound_min <= low <= n <= high,
+/// 2 × outbound_min <= n).
+const MESH_N: usize = 6;
+const MESH_N_LOW: usize = 4;
+const MESH_N_HIGH: usize = 12;
+const MESH_OUTBOUND_MIN: usize = 2;
+/// Anti-entropy requests that take longer than this fail, and the session is dropped.
+const SYNC_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Concurrent anti-entropy streams per connection.
+const SYNC_MAX_STREAMS: usize = 16;
+/// Connection limits: bounded file descriptors and memory whatever peers do.
+const MAX_ESTABLISHED_INCOMING: u32 = 256;
+const MAX_PENDING_INCOMING: u32 = 64;
+const MAX_ESTABLISHED_PER_PEER: u32 = 2;
+/// Kademlia: how often to refresh the routing table with a random walk.
+const KAD_BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(60);
+const KAD_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The anti-entropy protocol's request-response behaviour (CBOR-encoded messages).
+pub type SyncBehaviour = request_response::cbor::Behaviour<SyncRequest, SyncResponse>;
+
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    pub limits: connection_limits::Behaviour,
+    pub gossipsub: gossipsub::Behaviour,
+    pub kad: kad::Behaviour<MemoryStore>,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub sync: SyncBehaviour,
+}
+
+/// Protocol names, all carrying the network id so separate networks never merge.
+pub struct Protocols {
+    pub kad: StreamProtocol,
+    pub sync: StreamProtocol,
+    pub identify: String,
+    pub topic: IdentTopic,
+}
+
+impl Protocols {
+    pub fn new(network_id: &str) -> Result<Self, NetError> {
+        let proto = |name: &str| {
+            StreamProtocol::try_from_owned(format!("/{network_id}/{name}/1.0.0"))
+                .map_err(|e| NetError::Config(format!("network id {network_id:?}: {e}")))
+        };
+        Ok(Protocols {
+            kad: proto("kad")?,
+            sync: proto("sync")?,
+            identify: format!("/{network_id}/id/1.0.0"),
+            topic: IdentTopic::new(format!("{network_id}/peers/1")),
+        })
+    }
+}
+
+/// Peer scoring: invalid messages cost a lot, nothing else is penalised (quiet networks deliver
+/// few messages, so delivery-rate penalties would punish honest peers).
+fn score_params(topic: &IdentTopic) -> PeerScoreParams {
+    let topic_params = TopicScoreParams {
+        topic_weight: 1.0,
+        time_in_mesh_weight: 0.01,
+        time_in_mesh_quantum: Duration::from_secs(1),
+        time_in_mesh_cap: 100.0,
+        first_message_deliveries_weight: 0.5,
+        first_message_deliveries_decay: 0.9,
+        first_message_deliveries_cap: 20.0,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        invalid_message_deliveries_weight: -10.0,
+        invalid_message_deliveries_decay: 0.9,
+        ..TopicScoreParams::default()
+    };
+    let mut params = PeerScoreParams {
+        // Nodes on one host or one docker network share an IP: that is not an attack here.
+        ip_colocation_factor_weight: 0.0,
+        ..PeerScoreParams::default()
+    };
+    params.topics.insert(topic.hash(), topic_params);
+    params
+}
+
+fn gossipsub(key: &Keypair, protocols: &Protocols) -> Result<gossipsub::Behaviour, NetError> {
+    let config = gossipsub::ConfigBuilder::default()
+        .heartbeat_interval(HEARTBEAT)
+        .heartbeat_initial_delay(HEARTBEAT_INITIAL_DELAY)
+        .mesh_n(MESH_N)
+        .mesh_n_low(MESH_N_LOW)
+        .mesh_n_high(MESH_N_HIGH)
+        .mesh_outbound_min(MESH_OUTBOUND_MIN)
+        .max_transmit_size(MAX_DELTA_BYTES + 4096)
+        .validation_mode(ValidationMode::Strict)
+        .validate_messages()
+        // Content-addressed ids: the same delta from two paths is one message. Deltas carry stamps,
+        // so two different writes never share an id.
+        .message_id_fn(|m: &gossipsub::Message| {
+            gossipsub::MessageId::from(xxh3_128(&m.data).to_be_bytes().to_vec())
+        })
+        .build()
+        .map_err(|e| NetError::Config(format!("gossipsub: {e}")))?;
+    let mut behaviour = gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), config)
+        .map_err(|e| NetError::Config(format!("gossipsub: {e}")))?;
+    behaviour
+        .with_peer_score(score_params(&protocols.topic), PeerScoreThresholds::default())
+        .map_err(|e| NetError::Config(format!("gossipsub scoring: {e}")))?;
+    behaviour.subscribe(&protocols.topic).map_err(|e| NetError::Config(format!("gossipsub: {e}")))?;
+    Ok(behaviour)
+}
+
+/// Builds the swarm: TCP + noise + yamux (and DNS for `/dns4/...` bootstrap addresses).
+pub fn build_swarm(
+    key: Keypair,
+    config: &NetConfig,
+    protocols: &Protocols,
+) -> Result<Swarm<Behaviour>, NetError> {
+    let hide_listen_addrs = !config.announce.is_empty();
+    let swarm = SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(|e| NetError::Config(format!("transport: {e}")))?
+        .with_dns()
+        .map_err(|e| NetError::Config(format!("dns: {e}")))?
+        .with_behaviour(|key| {
+            let peer_id = key.public().to_peer_id();
+            let mut kad_config = kad::Config::new(protocols.kad.clone());
+            kad_config.set_periodic_bootstrap_interval(Some(KAD_BOOTSTRAP_INTERVAL));
+            kad_config.set_query_timeout(KAD_QUERY_TIMEOUT);
+            let mut kad = kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
+            // Private and docker networks never confirm an external address; stay a server.
+            kad.set_mode(Some(kad::Mode::Server));
+            let codec = libp2p::request_response::cbor::codec::Codec::default()
+                .set_request_size_maximum(MAX_SYNC_MESSAGE_BYTES)
+                .set_response_size_maximum(MAX_SYNC_MESSAGE_BYTES);
+            let sync = SyncBehaviour::with_codec(
+                codec,
+                [(protocols.sync.clone(), ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(SYNC_REQUEST_TIMEOUT)
+                    .with_max_concurrent_streams(SYNC_MAX_STREAMS),
+            );
+            let identify = identify::Behaviour::new(
+                identify::Config::new(protocols.identify.clone(), key.public())
+                    .with_agent_version(format!("udht/{}", env!("CARGO_PKG_VERSION")))
+                    .with_hide_listen_addrs(hide_listen_addrs),
+            );
+            let limits = connection_limits::ConnectionLimits::default()
+                .with_max_established_incoming(Some(MAX_ESTABLISHED_INCOMING))
+                .with_max_pending_incoming(Some(MAX_PENDING_INCOMING))
+                .with_max_established_per_peer(Some(MAX_ESTABLISHED_PER_PEER));
+            Ok(Behaviour {
+                blocked: allow_block_list::Behaviour::default(),
+                limits: connection_limits::Behaviour::new(limits),
+                gossipsub: gossipsub(key, protocols).map_err(Box::new)?,
+                kad,
+                identify,
+                ping: ping::Behaviour::default(),
+                sync,
+            })
+        })
+        .map_err(|e| NetError::Config(format!("behaviour: {e}")))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+        .build();
+    Ok(swarm)
+}
