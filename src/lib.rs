@@ -12,8 +12,10 @@
 //! - [`node`]: the one task that owns the table, the store and the swarm, and the cloneable
 //!   [`node::NodeHandle`] everything else uses to reach it.
 //! - [`cli`]: the `udht-node` command line (node and `ctl` client).
+//! - [`cluster`]: N real nodes in one process on loopback, for tests and simulations.
 
 pub mod cli;
+pub mod cluster;
 pub mod core;
 pub mod manager;
 pub mod net;

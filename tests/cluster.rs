@@ -1,0 +1,163 @@
+//! Cluster scenarios: real nodes in one process on 127.0.0.1, joined through node 0's address,
+//! exercised through their handles; convergence means equal digests everywhere.
+
+use std::time::Duration;
+
+use udht::cluster::Cluster;
+use udht::core::PeerFields;
+use udht::NodeConfig;
+
+/// Generous: convergence normally takes milliseconds (gossip) to a second or two (anti-entropy).
+const CONVERGE: Duration = Duration::from_secs(30);
+
+fn peer(name: &str, ip: &str) -> PeerFields {
+    PeerFields {
+        name: Some(name.into()),
+        ip: Some(ip.into()),
+        port: Some("8001".into()),
+        ..Default::default()
+    }
+}
+
+fn test_config(c: &mut NodeConfig) {
+    c.sync_interval = Duration::from_secs(2);
+}
+
+async fn cluster(n: usize) -> (Cluster, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cluster::start(dir.path(), n, test_config).await.unwrap();
+    (c, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_update_and_remove_spread_to_every_node() {
+    let (c, _dir) = cluster(5).await;
+    c.wait_converged(CONVERGE).await.unwrap();
+
+    assert!(c.handle(2).unwrap().add("10.0.0.7".into(), peer("seven", "10.0.0.7")).await.unwrap());
+    c.wait_key_everywhere("10.0.0.7", CONVERGE).await.unwrap();
+
+    let rename = PeerFields { name: Some("SEVEN".into()), ..Default::default() };
+    assert!(c.handle(4).unwrap().update("10.0.0.7".into(), rename).await.unwrap());
+    c.wait_converged(CONVERGE).await.unwrap();
+    for i in 0..5 {
+        let r = c.handle(i).unwrap().get("10.0.0.7".into()).await.unwrap().unwrap();
+        assert_eq!(r.name, "SEVEN", "node {i}");
+    }
+
+    assert!(c.handle(0).unwrap().remove("10.0.0.7".into()).await.unwrap());
+    c.wait_converged(CONVERGE).await.unwrap();
+    for i in 0..5 {
+        assert!(c.handle(i).unwrap().get("10.0.0.7".into()).await.unwrap().is_none(), "node {i}");
+    }
+    c.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_nodes_own_record_reaches_every_node() {
+    let (c, _dir) = cluster(4).await;
+    c.wait_converged(CONVERGE).await.unwrap();
+    for i in 0..4 {
+        for j in 0..4 {
+            let r = c.handle(i).unwrap().get(c.peer_id(j).to_owned()).await.unwrap();
+            let r = r.unwrap_or_else(|| panic!("node {i} lacks node {j}'s record"));
+            assert_eq!(r.name, format!("node{j}"));
+            assert_eq!(r.ip, "127.0.0.1");
+            assert!(r.addrs.iter().any(|a| a.ends_with(c.peer_id(j))), "addrs carry /p2p/: {:?}", r.addrs);
+        }
+        assert_eq!(c.status(i).await.unwrap().connected_peers.len(), 3, "node {i} knows everyone");
+    }
+    c.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_conflicting_writes_end_identical_everywhere() {
+    let (c, _dir) = cluster(3).await;
+    c.wait_converged(CONVERGE).await.unwrap();
+    let (a, b) = (c.handle(1).unwrap().clone(), c.handle(2).unwrap().clone());
+    let (ra, rb) = tokio::join!(
+        a.add("k".into(), peer("from-1", "1.1.1.1")),
+        b.add("k".into(), peer("from-2", "2.2.2.2"))
+    );
+    assert!(ra.unwrap() && rb.unwrap(), "both adds succeed locally");
+    c.wait_converged(CONVERGE).await.unwrap();
+    let mut names = Vec::new();
+    for i in 0..3 {
+        names.push(c.handle(i).unwrap().get("k".into()).await.unwrap().unwrap().name.clone());
+    }
+    assert!(names.windows(2).all(|w| w[0] == w[1]), "{names:?}");
+    assert!(names[0] == "from-1" || names[0] == "from-2");
+    c.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_gets_the_whole_table() {
+    let (mut c, _dir) = cluster(3).await;
+    for i in 0..600 {
+        let node = c.handle(i % 3).unwrap();
+        assert!(node.add(format!("peer-{i}"), peer("p", "10.1.1.1")).await.unwrap());
+    }
+    c.wait_converged(CONVERGE).await.unwrap();
+    let late = c.add_node().await.unwrap();
+    c.wait_converged(CONVERGE).await.unwrap();
+    let status = c.status(late).await.unwrap();
+    assert_eq!(status.table_size, 600 + 4, "600 peers and 4 nodes' own records");
+    assert!(
+        status.sync_stats.entries_repaired >= 600,
+        "the table came by anti-entropy: {:?}",
+        status.sync_stats
+    );
+    c.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healed_partition_converges_with_writes_from_both_sides() {
+    let (c, _dir) = cluster(4).await;
+    c.wait_converged(CONVERGE).await.unwrap();
+    let (left, right): (&[usize], &[usize]) = (&[0, 1], &[2, 3]);
+    c.partition(&[left, right]).await.unwrap();
+    for i in 0..4 {
+        let connected = c.status(i).await.unwrap().connected_peers.len();
+        assert_eq!(connected, 1, "node {i} sees only its own half");
+    }
+    for n in 0..20 {
+        c.handle(n % 2).unwrap().add(format!("left-{n}"), peer("l", "10.0.0.1")).await.unwrap();
+        c.handle(2 + n % 2).unwrap().add(format!("right-{n}"), peer("r", "10.0.0.2")).await.unwrap();
+    }
+    c.handle(1).unwrap().add("both".into(), peer("left wrote", "10.0.0.1")).await.unwrap();
+    c.handle(3).unwrap().add("both".into(), peer("right wrote", "10.0.0.2")).await.unwrap();
+    c.wait_converged_among(left, CONVERGE).await.unwrap();
+    c.wait_converged_among(right, CONVERGE).await.unwrap();
+    let split = c.digests(&[0, 2]).await.unwrap();
+    assert_ne!(split[0], split[1], "the halves diverged while cut off");
+    assert!(c.handle(0).unwrap().get("right-0".into()).await.unwrap().is_none());
+
+    c.heal(&[left, right]).await.unwrap();
+    let took = c.wait_converged(CONVERGE).await.unwrap();
+    eprintln!("healed partition converged in {took:?}");
+    for i in 0..4 {
+        let s = c.status(i).await.unwrap();
+        assert_eq!(s.table_size, 4 + 40 + 1, "node {i}");
+    }
+    c.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_from_its_data_dir_catches_up() {
+    let (mut c, _dir) = cluster(3).await;
+    c.handle(2).unwrap().add("before".into(), peer("b", "10.0.0.9")).await.unwrap();
+    c.wait_converged(CONVERGE).await.unwrap();
+    let peer_id = c.peer_id(2).to_owned();
+    c.stop_node(2).await.unwrap();
+    for n in 0..50 {
+        c.handle(n % 2).unwrap().add(format!("while-down-{n}"), peer("w", "10.0.0.8")).await.unwrap();
+    }
+    c.handle(0).unwrap().remove("before".into()).await.unwrap();
+    c.start_node(2).await.unwrap();
+    assert_eq!(c.peer_id(2), peer_id, "same identity after restart");
+    c.wait_converged(CONVERGE).await.unwrap();
+    let restarted = c.handle(2).unwrap();
+    assert!(restarted.get("while-down-49".into()).await.unwrap().is_some());
+    assert!(restarted.get("before".into()).await.unwrap().is_none(), "the remove reached it too");
+    c.shutdown().await.unwrap();
+}

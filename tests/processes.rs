@@ -1,0 +1,65 @@
+//! Separate `udht-node` processes joined by `--bootstrap /ip4/127.0.0.1/tcp/PORT` (no `/p2p/`),
+//! checked only through their manager sockets, as a user would.
+
+#[path = "common/process.rs"]
+mod process;
+
+use std::time::{Duration, Instant};
+
+use process::NodeProcess;
+use serde_json::{json, Value};
+
+const CONVERGE: Duration = Duration::from_secs(30);
+
+async fn digests(nodes: &[&NodeProcess]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for n in nodes {
+        out.push(n.status().await["digest"].clone());
+    }
+    out
+}
+
+async fn wait_converged(nodes: &[&NodeProcess]) -> Duration {
+    let start = Instant::now();
+    loop {
+        let d = digests(nodes).await;
+        if d.windows(2).all(|w| w[0] == w[1]) {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < CONVERGE, "no convergence: {d:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_joined_by_a_bare_bootstrap_address_converge() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = NodeProcess::start(&dir.path().join("a"), &["--name".into(), "a".into()]).await;
+    let bootstrap = vec!["--bootstrap".to_string(), format!("/ip4/127.0.0.1/tcp/{}", seed.p2p_port)];
+    let b = NodeProcess::start(&dir.path().join("b"), &bootstrap).await;
+    let mut c = NodeProcess::start(&dir.path().join("c"), &bootstrap).await;
+
+    let add = json!({"message_type": 3, "data": {"peer_ip": "101.3.4.2", "peer_port": "8001", "peer_name": "Felipe Nunes"}});
+    assert_eq!(b.request(add).await["result"], "completed");
+    wait_converged(&[&seed, &b, &c]).await;
+    let got = c.request(json!({"message_type": 7, "data": {"peer_ip": "101.3.4.2"}})).await;
+    assert_eq!(got["data"]["name"], "Felipe Nunes");
+    for n in [&seed, &b, &c] {
+        let s = n.status().await;
+        assert_eq!(s["table_size"], 4, "three own records and one peer");
+        assert_eq!(s["connected_peers"].as_array().unwrap().len(), 2, "c found b through the DHT");
+    }
+
+    // c is killed, misses writes, and catches up after restart without any new write.
+    c.kill9();
+    let rm = json!({"message_type": 4, "data": {"peer_ip": "101.3.4.2"}});
+    assert_eq!(seed.request(rm).await["result"], "completed");
+    let rev2 = json!({"message_type": 3, "data": {"peer_id": "QmLate", "name": "late", "ip": "5.6.7.8", "ports": {"userSync": 3003}}});
+    assert_eq!(b.request(rev2).await["result"], "completed");
+    let c = c.restart().await;
+    wait_converged(&[&seed, &b, &c]).await;
+    let late = c.request(json!({"message_type": 7, "data": {"peer_id": "QmLate"}})).await;
+    assert_eq!(late["data"]["ports"]["userSync"], 3003);
+    let gone = c.request(json!({"message_type": 7, "data": {"peer_ip": "101.3.4.2"}})).await;
+    assert_eq!(gone["result"], "error");
+}
