@@ -40,7 +40,12 @@ pub fn decode_delta(bytes: &[u8]) -> Result<Vec<Entry>, DeltaError> {
     if version != DELTA_VERSION {
         return Err(DeltaError::Version(version));
     }
-    let entries: Vec<Entry> = postcard::from_bytes(body).map_err(|e| DeltaError::Decode(e.to_string()))?;
+    let (entries, rest): (Vec<Entry>, _) =
+        postcard::take_from_bytes(body).map_err(|e| DeltaError::Decode(e.to_string()))?;
+    if !rest.is_empty() {
+        // Trailing bytes would let a peer mint new message ids for the same delta.
+        return Err(DeltaError::Decode(format!("{} trailing bytes", rest.len())));
+    }
     if entries.len() > MAX_DELTA_ENTRIES {
         return Err(DeltaError::TooManyEntries(entries.len()));
     }
@@ -99,6 +104,7 @@ mod tests {
         assert_eq!(decode_delta(&[]), Err(DeltaError::Empty));
         assert_eq!(decode_delta(&[9, 1, 2]), Err(DeltaError::Version(9)));
         assert!(matches!(decode_delta(&[1, 0xff, 0xff, 0xff]), Err(DeltaError::Decode(_))));
+        assert!(matches!(decode_delta(&[1, 0, 0xde, 0xad]), Err(DeltaError::Decode(_))), "trailing bytes");
         assert!(matches!(decode_delta(&vec![1; MAX_DELTA_BYTES + 1]), Err(DeltaError::TooLarge(_))));
     }
 }

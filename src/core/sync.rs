@@ -137,34 +137,35 @@ fn gather(table: &Table, buckets: &[u16], skip: &HashMap<String, Stamp>) -> (Vec
     (entries, covered)
 }
 
-/// Answers one request. Returns the response and the entries a push changed (to persist).
+/// Answers one request. Returns the response, the entries a push changed (to persist) and how
+/// many pushed entries were refused (invalid or stamped in the future: held against the sender).
 pub fn respond(
     table: &mut Table,
     request: SyncRequest,
     now_ms: u64,
-) -> Result<(SyncResponse, Vec<Entry>), SyncError> {
+) -> Result<(SyncResponse, Vec<Entry>, usize), SyncError> {
     match request {
         SyncRequest::Root { root } => {
             parse_root(&root)?;
-            Ok((SyncResponse::Root { root: hash_bytes(table.root()) }, Vec::new()))
+            Ok((SyncResponse::Root { root: hash_bytes(table.root()) }, Vec::new(), 0))
         }
         SyncRequest::Buckets { hashes } => {
             let theirs = parse_hashes(&hashes)?;
             let ours = table.digest().buckets;
             let buckets = (0..BUCKETS).filter(|&i| ours[i] != theirs[i]).map(|i| i as u16).collect();
-            Ok((SyncResponse::Diff { buckets }, Vec::new()))
+            Ok((SyncResponse::Diff { buckets }, Vec::new(), 0))
         }
         SyncRequest::Pull { buckets } => {
             check_buckets(&buckets)?;
             let (entries, covered) = gather(table, &buckets, &HashMap::new());
-            Ok((SyncResponse::Entries { entries, covered: covered as u32 }, Vec::new()))
+            Ok((SyncResponse::Entries { entries, covered: covered as u32 }, Vec::new(), 0))
         }
         SyncRequest::Push { entries } => {
             if entries.len() > MAX_CHUNK_ENTRIES {
                 return Err(SyncError::TooManyEntries(entries.len()));
             }
-            let (changed, _refused) = table.merge_all(entries, now_ms);
-            Ok((SyncResponse::Ack { merged: changed.len() as u32 }, changed))
+            let (changed, refused) = table.merge_all(entries, now_ms);
+            Ok((SyncResponse::Ack { merged: changed.len() as u32 }, changed, refused))
         }
     }
 }
@@ -224,14 +225,16 @@ impl Session {
         self.phase == Phase::Done
     }
 
-    /// Handles a response: returns the next step and the entries a pull changed (to persist).
+    /// Handles a response: returns the next step, the entries a pull changed (to persist) and how
+    /// many pulled entries were refused.
     pub fn on_response(
         &mut self,
         table: &mut Table,
         response: SyncResponse,
         now_ms: u64,
-    ) -> Result<(Step, Vec<Entry>), SyncError> {
+    ) -> Result<(Step, Vec<Entry>, usize), SyncError> {
         let mut changed = Vec::new();
+        let mut refused = 0;
         let step = match (self.phase, response) {
             (_, SyncResponse::Refused { reason }) => return Err(SyncError::Refused(reason)),
             (Phase::AwaitRoot, SyncResponse::Root { root }) => {
@@ -262,9 +265,10 @@ impl Session {
                 for e in &entries {
                     self.pulled.insert(e.key.clone(), e.stamp);
                 }
-                let (merged, _refused) = table.merge_all(entries, now_ms);
+                let (merged, bad) = table.merge_all(entries, now_ms);
                 self.stats.merged += merged.len();
                 changed = merged;
+                refused = bad;
                 self.to_pull.drain(..covered);
                 self.next_pull(table)
             }
@@ -279,7 +283,7 @@ impl Session {
                 }))
             }
         };
-        Ok((step, changed))
+        Ok((step, changed, refused))
     }
 
     fn finish(&mut self) -> Step {
@@ -334,7 +338,7 @@ mod tests {
         loop {
             trips += 1;
             assert!(trips < 10_000, "session does not end");
-            let (resp, _) = respond(b, req, NOW).unwrap();
+            let (resp, _, _) = respond(b, req, NOW).unwrap();
             match s.on_response(a, resp, NOW).unwrap().0 {
                 Step::Send(next) => req = next,
                 Step::Done => return (trips, s.stats),

@@ -251,14 +251,10 @@ impl Table {
         let expired_tombstone =
             entry.record.is_none() && entry.stamp.millis.saturating_add(self.grace_ms) < now_ms;
         match self.entries.get(&entry.key) {
-            Some(current) => {
-                if current.marker >= incoming.marker {
-                    return Ok(false);
-                }
-            }
+            Some(current) if current.marker >= incoming.marker => return Ok(false),
             // A tombstone past its grace period for a key we do not hold carries no information.
             None if expired_tombstone => return Ok(false),
-            None => {}
+            _ => {}
         }
         self.hlc.observe(&entry.stamp);
         if expired_tombstone {

@@ -15,6 +15,13 @@ use tokio::time::{timeout, timeout_at, Instant};
 const READ_CHUNK: usize = 8 * 1024;
 /// Replies queued for one connection are flushed once they reach this size.
 const FLUSH_BYTES: usize = 64 * 1024;
+/// A bare scalar (`42`) has no closing delimiter: once the client pauses this long, what arrived
+/// is the whole of it (so `4` then `2` in two quick reads is one request, `42`).
+const SCALAR_SETTLE: Duration = Duration::from_millis(50);
+/// After refusing an oversized request, input is drained for this long (or this many bytes)
+/// before closing, so the client reads the error instead of a connection reset.
+const LINGER_TIME: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 4 << 20;
 
 /// Why no frame could be read.
 #[derive(Debug, thiserror::Error)]
@@ -92,11 +99,6 @@ impl Scanner {
                     _ => State::Scalar,
                 },
             };
-        }
-        // A scalar cannot be known complete before a delimiter; it is not a valid request anyway,
-        // so the data at hand is taken as the whole of it, to answer at once.
-        if self.state == State::Scalar {
-            return self.done();
         }
         None
     }
@@ -182,16 +184,42 @@ impl Connection {
             if let Some(frame) = self.buffered_frame()? {
                 return Ok(Some(frame));
             }
+            let scalar = self.scanner.state == State::Scalar;
             let (deadline, err) = match self.request_started {
+                _ if scalar => (Instant::now() + SCALAR_SETTLE, FrameError::Idle),
                 Some(t) => (t + request, FrameError::Slow(request)),
                 None => (Instant::now() + idle, FrameError::Idle),
             };
             self.buf.reserve(READ_CHUNK);
             match timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
+                Err(_) | Ok(Ok(0)) if scalar => return Ok(Some(self.take_scalar())),
                 Err(_) => return Err(err),
                 Ok(Ok(0)) => return Ok(None),
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// A bare scalar that the client has stopped sending: everything buffered is the frame.
+    fn take_scalar(&mut self) -> Bytes {
+        self.scanner = Scanner::default();
+        self.request_started = None;
+        self.buf.split().freeze()
+    }
+
+    /// Closes politely after a refused request: stop writing, drain what the client still sends
+    /// (bounded in time and bytes), so our error reply is read rather than lost to a reset.
+    pub async fn linger_close(mut self) {
+        let _ = self.stream.shutdown().await;
+        let mut drained = 0;
+        let deadline = Instant::now() + LINGER_TIME;
+        while drained < LINGER_BYTES {
+            self.buf.clear();
+            self.buf.reserve(READ_CHUNK);
+            match timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
+                Ok(Ok(n)) if n > 0 => drained += n,
+                _ => return,
             }
         }
     }
@@ -256,5 +284,6 @@ mod tests {
         assert_eq!(frames(&["[1,[2]] \"x\\\"\" 42 {}"]), vec!["[1,[2]]", "\"x\\\"\"", "42", "{}"]);
         assert_eq!(frames(&["{\"a\":{\"b\":", "[1,2", "]}}"]), vec![r#"{"a":{"b":[1,2]}}"#]);
         assert!(frames(&["{\"a\":1"]).is_empty());
+        assert!(frames(&["42"]).is_empty(), "a scalar at the end of the data may go on");
     }
 }

@@ -36,7 +36,9 @@ pub(super) async fn serve_client(
                 stats.bad_requests.fetch_add(1, Relaxed);
                 let msg = format!("request larger than {max} bytes; closing the connection");
                 let _ = conn.queue(&p::error_reply(p::ACTION_REQUEST, &(), &msg), config.write_timeout).await;
-                let _ = conn.flush(config.write_timeout).await;
+                if conn.flush(config.write_timeout).await.is_ok() {
+                    conn.linger_close().await;
+                }
                 return;
             }
             Err(e @ (FrameError::Idle | FrameError::Slow(_))) => {
@@ -66,6 +68,10 @@ pub(super) async fn serve_client(
             return;
         }
         if close {
+            if reply.is_empty() {
+                return; // type 1: the client asked to close
+            }
+            conn.linger_close().await; // malformed JSON: answered, then closed
             return;
         }
     }

@@ -88,7 +88,7 @@ pub fn parse(frame: &[u8]) -> Result<Request, BadRequest> {
     };
     let kind = match obj.get("message_type") {
         None => return Err(BadRequest::new(ACTION_REQUEST, "missing field `message_type`")),
-        Some(v) => v.as_i64().ok_or_else(|| {
+        Some(v) => message_type(v).ok_or_else(|| {
             BadRequest::new(ACTION_REQUEST, format!("`message_type` must be an integer, got {v}"))
         })?,
     };
@@ -118,6 +118,18 @@ pub fn parse(frame: &[u8]) -> Result<Request, BadRequest> {
         5 => Err(BadRequest::new(ACTION_REQUEST, "message_type 5 is reserved and not implemented")),
         n => Err(BadRequest::new(ACTION_REQUEST, format!("unknown message_type {n}"))),
     }
+}
+
+/// The message type as an integer; like the Python original, `3.0` counts as 3.
+fn message_type(v: &Value) -> Option<i128> {
+    let n = v.as_number()?;
+    if let Some(i) = n.as_i64() {
+        return Some(i.into());
+    }
+    if let Some(u) = n.as_u64() {
+        return Some(u.into());
+    }
+    n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 1e18).map(|f| f as i128)
 }
 
 fn parse_table(obj: &Map<String, Value>) -> Result<Request, BadRequest> {
@@ -254,6 +266,23 @@ impl serde_json::ser::Formatter for PythonFormatter {
     fn begin_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
         w.write_all(b": ")
     }
+    /// Non-ASCII as `\uXXXX` (UTF-16, lowercase hex), as `json.dumps` does by default.
+    fn write_string_fragment<W: ?Sized + io::Write>(&mut self, w: &mut W, fragment: &str) -> io::Result<()> {
+        if fragment.is_ascii() {
+            return w.write_all(fragment.as_bytes());
+        }
+        let mut units = [0u16; 2];
+        for c in fragment.chars() {
+            if c.is_ascii() {
+                w.write_all(&[c as u8])?;
+            } else {
+                for unit in c.encode_utf16(&mut units) {
+                    write!(w, "\\u{unit:04x}")?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Serialize)]
@@ -386,6 +415,22 @@ mod tests {
             format!(r#"{{"message_type":6,"data":{{"peer_ip":"1","peer_name":"{}"}}}}"#, "x".repeat(1025));
         assert!(bad(&long).error.contains("longer than 1024"));
         assert!(!bad(&long).fatal);
+    }
+
+    #[test]
+    fn non_ascii_is_escaped_like_json_dumps() {
+        assert_eq!(
+            completed(ACTION_GET, &"é😀"),
+            b"{\"action\": \"peer get\", \"result\": \"completed\", \"data\": \"\\u00e9\\ud83d\\ude00\"}\n"
+        );
+        assert_eq!(
+            parse(br#"{"message_type":7.0,"data":{"peer_ip":"1"}}"#),
+            Ok(Request::Get { key: "1".into() })
+        );
+        assert_eq!(
+            bad(r#"{"message_type":9223372036854775808}"#).error,
+            "unknown message_type 9223372036854775808"
+        );
     }
 
     #[test]

@@ -16,10 +16,9 @@ use libp2p::{
 };
 use xxhash_rust::xxh3::xxh3_128;
 
-use crate::core::delta::MAX_DELTA_BYTES;
-use crate::core::sync::{SyncRequest, SyncResponse, MAX_SYNC_MESSAGE_BYTES};
-
+use super::codec::SyncCodec;
 use super::{NetConfig, NetError};
+use crate::core::delta::MAX_DELTA_BYTES;
 
 /// Connections stay open this long without traffic: long, since gossip needs standing
 /// connections and re-dialling costs a handshake.
@@ -46,8 +45,8 @@ const MAX_ESTABLISHED_PER_PEER: u32 = 2;
 const KAD_BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(60);
 const KAD_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The anti-entropy protocol's request-response behaviour (CBOR-encoded messages).
-pub type SyncBehaviour = request_response::cbor::Behaviour<SyncRequest, SyncResponse>;
+/// The anti-entropy protocol's request-response behaviour.
+pub type SyncBehaviour = request_response::Behaviour<SyncCodec>;
 
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
@@ -157,11 +156,8 @@ pub fn build_swarm(
             let mut kad = kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
             // Private and docker networks never confirm an external address; stay a server.
             kad.set_mode(Some(kad::Mode::Server));
-            let codec = libp2p::request_response::cbor::codec::Codec::default()
-                .set_request_size_maximum(MAX_SYNC_MESSAGE_BYTES)
-                .set_response_size_maximum(MAX_SYNC_MESSAGE_BYTES);
             let sync = SyncBehaviour::with_codec(
-                codec,
+                SyncCodec,
                 [(protocols.sync.clone(), ProtocolSupport::Full)],
                 request_response::Config::default()
                     .with_request_timeout(SYNC_REQUEST_TIMEOUT)

@@ -2,6 +2,7 @@
 //! imports libp2p.
 
 mod behaviour;
+mod codec;
 mod identity;
 mod network;
 

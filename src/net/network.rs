@@ -19,6 +19,7 @@ use serde::Serialize;
 use crate::core::sync::{SyncRequest, SyncResponse};
 
 use super::behaviour::{build_swarm, Behaviour, BehaviourEvent, Protocols};
+use super::codec::Inbound;
 use super::NetError;
 
 /// A peer is not re-dialled sooner than this after a dial attempt.
@@ -78,6 +79,12 @@ pub enum NetEvent {
         request: SyncRequest,
         responder: Responder,
     },
+    /// A request we could not read: answer it with a refusal and hold it against the peer.
+    MalformedSyncRequest {
+        peer: PeerId,
+        reason: String,
+        responder: Responder,
+    },
     SyncResponse {
         peer: PeerId,
         response: SyncResponse,
@@ -98,6 +105,8 @@ pub struct NetStats {
     pub gossip_no_peers: u64,
     pub gossip_received: u64,
     pub gossip_rejected: u64,
+    pub sync_requests_sent: u64,
+    pub sync_responses_sent: u64,
     pub sync_inbound_failures: u64,
     pub sync_outbound_failures: u64,
     pub dials: u64,
@@ -217,11 +226,13 @@ impl Network {
     }
 
     pub fn request_sync(&mut self, peer: &PeerId, request: SyncRequest) {
-        self.swarm.behaviour_mut().sync.send_request(peer, request);
+        self.stats.sync_requests_sent += 1;
+        self.swarm.behaviour_mut().sync.send_request(peer, Inbound::Valid(request));
     }
 
     pub fn respond_sync(&mut self, responder: Responder, response: SyncResponse) {
         // Fails only if the peer is gone or timed out; nothing to do then.
+        self.stats.sync_responses_sent += 1;
         let _ = self.swarm.behaviour_mut().sync.send_response(responder.0, response);
     }
 
@@ -388,12 +399,15 @@ impl Network {
         }
     }
 
-    fn handle_sync(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) -> Option<NetEvent> {
+    fn handle_sync(&mut self, event: request_response::Event<Inbound, SyncResponse>) -> Option<NetEvent> {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request { request, channel, .. } => {
+                request_response::Message::Request { request: Inbound::Valid(request), channel, .. } => {
                     Some(NetEvent::SyncRequest { peer, request, responder: Responder(channel) })
                 }
+                request_response::Message::Request {
+                    request: Inbound::Malformed(reason), channel, ..
+                } => Some(NetEvent::MalformedSyncRequest { peer, reason, responder: Responder(channel) }),
                 request_response::Message::Response { response, .. } => {
                     Some(NetEvent::SyncResponse { peer, response })
                 }
@@ -403,7 +417,7 @@ impl Network {
                 Some(NetEvent::SyncFailed { peer, error: error.to_string() })
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
-                // Undecodable or oversized requests end up here.
+                // Timeouts and streams that broke; unreadable requests come as `Malformed`.
                 self.stats.sync_inbound_failures += 1;
                 tracing::debug!(%peer, %error, "inbound sync request failed");
                 None

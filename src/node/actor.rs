@@ -20,6 +20,8 @@ use super::{Command, NodeConfig, NodeError, Status, SyncStats};
 /// never blocks a commit; it holds more than the store queue can have in flight, and anything
 /// dropped anyway is repaired by anti-entropy.
 const STORE_EVENTS: usize = 2 * crate::store::WRITE_QUEUE + crate::store::MAX_GROUP;
+/// Most pending [`Command::WaitForKey`] calls; more are refused (their reply is dropped).
+const MAX_WAITERS: usize = 65_536;
 /// How often connectivity is checked (re-dial bootstrap peers when cut off, find more peers).
 const MAINTAIN_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -59,6 +61,9 @@ pub(super) struct Actor {
     /// Banned peers and when the ban ends.
     pub(super) bans: HashMap<PeerId, Instant>,
     pub(super) sync_stats: SyncStats,
+    /// Callers waiting for a key to appear, and how many there are.
+    waiters: HashMap<String, Vec<tokio::sync::oneshot::Sender<()>>>,
+    waiter_count: usize,
 }
 
 impl Actor {
@@ -95,6 +100,8 @@ impl Actor {
             strikes: HashMap::new(),
             bans: HashMap::new(),
             sync_stats: SyncStats::default(),
+            waiters: HashMap::new(),
+            waiter_count: 0,
         })
     }
 
@@ -147,6 +154,20 @@ impl Actor {
     }
 
     async fn handle(&mut self, cmd: Command) {
+        // Clients may not add, change or remove the node's own record: type 8 must always answer,
+        // and a forged record would be published to the whole network.
+        let own = self.peer_id.to_string();
+        let cmd = match cmd {
+            Command::Add { key, reply, .. }
+            | Command::Update { key, reply, .. }
+            | Command::Remove { key, reply }
+                if key == own =>
+            {
+                let _ = reply.send(Err(NodeError::OwnRecord));
+                return;
+            }
+            cmd => cmd,
+        };
         match cmd {
             Command::Add { key, fields, reply } => {
                 if self.table.get(&key).is_some() {
@@ -208,6 +229,14 @@ impl Actor {
                     });
                 let _ = reply.send(result);
             }
+            Command::WaitForKey { key, reply } => {
+                if self.table.get(&key).is_some() {
+                    let _ = reply.send(());
+                } else if self.waiter_count < MAX_WAITERS {
+                    self.waiter_count += 1;
+                    self.waiters.entry(key).or_default().push(reply);
+                }
+            }
             Command::PeerScore { peer, reply } => {
                 let _ = reply.send(peer.parse::<PeerId>().ok().and_then(|p| self.net.peer_score(&p)));
             }
@@ -238,6 +267,14 @@ impl Actor {
     ) {
         if entries.is_empty() {
             return;
+        }
+        if !self.waiters.is_empty() {
+            for e in entries.iter().filter(|e| e.record.is_some()) {
+                for w in self.waiters.remove(&e.key).unwrap_or_default() {
+                    self.waiter_count -= 1;
+                    let _ = w.send(());
+                }
+            }
         }
         let events = self.store_events.clone();
         let durable = entries.clone();

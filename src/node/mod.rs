@@ -88,6 +88,8 @@ pub enum NodeError {
     NotDurable(Arc<StoreError>),
     #[error("the node is shutting down")]
     ShuttingDown,
+    #[error("the node's own record is managed by the node itself")]
+    OwnRecord,
 }
 
 /// What the node reports about itself (`message_type 9`).
@@ -161,6 +163,12 @@ pub enum Command {
         blocked: bool,
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// Replies once a live record exists under `key` (at once if it already does): lets
+    /// simulations time propagation without polling.
+    WaitForKey {
+        key: String,
+        reply: oneshot::Sender<()>,
+    },
     /// The gossipsub score of a peer, if it is known.
     PeerScore {
         peer: String,
@@ -212,6 +220,11 @@ impl NodeHandle {
     /// Blocks (or unblocks) a peer by peer id: its connections close and are refused both ways.
     pub async fn set_blocked(&self, peer: String, blocked: bool) -> Result<Result<(), String>, NodeError> {
         self.ask(|reply| Command::SetBlocked { peer, blocked, reply }).await
+    }
+
+    /// Waits until this node holds a live record under `key`.
+    pub async fn wait_for_key(&self, key: String) -> Result<(), NodeError> {
+        self.ask(|reply| Command::WaitForKey { key, reply }).await
     }
 
     pub async fn peer_score(&self, peer: String) -> Result<Option<f64>, NodeError> {

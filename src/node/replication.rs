@@ -37,11 +37,20 @@ impl Actor {
                 self.sessions.remove(&peer);
             }
             NetEvent::Gossip { from, id, data } => self.on_gossip(from, id, &data).await,
+            NetEvent::MalformedSyncRequest { peer, reason, responder } => {
+                tracing::debug!(%peer, %reason, "refused an unreadable sync request");
+                self.sync_stats.requests_refused += 1;
+                self.net.respond_sync(responder, SyncResponse::Refused { reason });
+                self.strike(peer);
+            }
             NetEvent::SyncRequest { peer, request, responder } => {
                 match respond(&mut self.table, request, now_millis()) {
-                    Ok((response, changed)) => {
+                    Ok((response, changed, refused)) => {
                         self.net.respond_sync(responder, response);
                         self.repaired(changed).await;
+                        if refused > 0 {
+                            self.strike(peer);
+                        }
                     }
                     Err(e) => {
                         tracing::debug!(%peer, error = %e, "refused a sync request");
@@ -54,8 +63,11 @@ impl Actor {
             NetEvent::SyncResponse { peer, response } => {
                 let Some(mut session) = self.sessions.remove(&peer) else { return };
                 match session.on_response(&mut self.table, response, now_millis()) {
-                    Ok((step, changed)) => {
+                    Ok((step, changed, refused)) => {
                         self.repaired(changed).await;
+                        if refused > 0 {
+                            self.strike(peer);
+                        }
                         match step {
                             Step::Send(request) => {
                                 self.net.request_sync(&peer, request);

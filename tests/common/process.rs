@@ -1,5 +1,6 @@
 //! Real `udht-node` processes for tests: spawn on free loopback ports, wait until the manager
 //! socket answers, talk to it, SIGKILL or SIGTERM it.
+#![allow(dead_code)] // each test binary uses a different part
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

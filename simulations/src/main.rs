@@ -1,0 +1,112 @@
+//! The udht convergence simulator: N real nodes in this process on loopback, joined through one
+//! bootstrap address, driven through scenarios (spread, join, partition, churn). Prints a line per
+//! scenario, writes `report.json` and SVG charts, and exits non-zero if anything did not converge.
+
+mod chart;
+mod scenarios;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use serde::Serialize;
+use udht::cluster::Cluster;
+use udht::NodeConfig;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Scenario {
+    Spread,
+    Join,
+    Partition,
+    Churn,
+    All,
+}
+
+#[derive(Debug, Parser, Serialize)]
+#[command(name = "udht-simulations", about = "Measure how fast and how surely udht converges")]
+struct Args {
+    /// Nodes in the cluster.
+    #[arg(long, default_value_t = 20)]
+    nodes: usize,
+    #[arg(long, value_enum, default_value = "all")]
+    scenario: Scenario,
+    /// Where report.json and the charts go.
+    #[arg(long, default_value = "simulations/out")]
+    out: PathBuf,
+    /// Writes in the spread scenario (and per side in partition, total in churn).
+    #[arg(long, default_value_t = 200)]
+    writes: usize,
+    /// Records the network holds before a node joins (join scenario).
+    #[arg(long, default_value_t = 10_000)]
+    records: usize,
+    /// Stop/restart rounds in the churn scenario.
+    #[arg(long, default_value_t = 5)]
+    churn_rounds: usize,
+    /// Anti-entropy interval of every node, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    sync_interval: f64,
+    /// Longest wait for any convergence, in seconds.
+    #[arg(long, default_value_t = 120.0)]
+    timeout: f64,
+    /// Seed of the random choices (nodes to write at, nodes to restart).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(args.nodes >= 2, "--nodes must be at least 2");
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let all_converged = runtime.block_on(run(&args))?;
+    if !all_converged {
+        anyhow::bail!("some scenario did not converge; see {}", args.out.join("report.json").display());
+    }
+    Ok(())
+}
+
+async fn run(args: &Args) -> anyhow::Result<bool> {
+    let dir = tempfile::tempdir()?;
+    let sync_interval = Duration::from_secs_f64(args.sync_interval);
+    let started = std::time::Instant::now();
+    eprintln!("starting {} nodes on 127.0.0.1 ...", args.nodes);
+    let mut cluster = Cluster::start(dir.path(), args.nodes, move |c: &mut NodeConfig| {
+        c.sync_interval = sync_interval;
+    })
+    .await?;
+    let timeout = Duration::from_secs_f64(args.timeout);
+    let warmup = cluster.wait_converged(timeout).await.context("the fresh cluster did not converge")?;
+    eprintln!("{} nodes up and converged in {:.1}s", args.nodes, started.elapsed().as_secs_f64());
+
+    let mut sim = scenarios::Sim::new(&mut cluster, args.seed, timeout);
+    let wanted = |s: Scenario| args.scenario == s || args.scenario == Scenario::All;
+    let mut results = Vec::new();
+    if wanted(Scenario::Spread) {
+        results.push(sim.spread(args.writes).await?);
+    }
+    if wanted(Scenario::Join) {
+        results.push(sim.join(args.records).await?);
+    }
+    if wanted(Scenario::Partition) {
+        results.push(sim.partition(args.writes).await?);
+    }
+    if wanted(Scenario::Churn) {
+        results.push(sim.churn(args.churn_rounds, args.writes).await?);
+    }
+    cluster.shutdown().await?;
+
+    let all_converged = results.iter().all(|r| r.converged);
+    let report = serde_json::json!({
+        "parameters": args,
+        "warmup_secs": warmup.as_secs_f64(),
+        "all_converged": all_converged,
+        "scenarios": results.iter().map(|r| (r.name.clone(), r.to_json())).collect::<serde_json::Map<_, _>>(),
+    });
+    let path = args.out.join("report.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
+    chart::draw(&args.out, &results, args.nodes)?;
+    eprintln!("report: {}; charts: {}", path.display(), args.out.join("*.svg").display());
+    Ok(all_converged)
+}

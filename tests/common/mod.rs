@@ -1,0 +1,277 @@
+//! Shared harness for integration tests: an in-process node on an ephemeral loopback port, and a
+//! raw TCP client of its manager socket that writes exact bytes and reads exact bytes.
+//!
+//! Every read has a deadline, so a missing reply fails the test instead of hanging it.
+#![allow(dead_code)]
+
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::{timeout, Instant};
+use udht::{NodeConfig, RunningNode};
+
+/// How long a test waits for a reply before calling it missing.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A node with every default, its manager socket on 127.0.0.1 and an ephemeral port.
+pub async fn start_node() -> (RunningNode, TempDir) {
+    start_node_with(|_| {}).await
+}
+
+/// A node whose default config is first changed by `configure` (e.g. manager limits).
+pub async fn start_node_with(configure: impl FnOnce(&mut NodeConfig)) -> (RunningNode, TempDir) {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let mut cfg = NodeConfig::new(dir.path(), "127.0.0.1:0".parse().unwrap());
+    configure(&mut cfg);
+    let running = match RunningNode::start(cfg).await {
+        Ok(running) => running,
+        Err(e) => panic!("node failed to start: {e}"),
+    };
+    (running, dir)
+}
+
+/// How a read of a connection ended when the test expected the server to close it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// An orderly close (FIN): the read returned 0.
+    Eof,
+    /// The connection was reset (RST), e.g. because the server closed with unread input.
+    Reset,
+}
+
+/// One raw client connection to a manager socket. Bytes read past a reply are kept for the next.
+pub struct Conn {
+    stream: TcpStream,
+    pending: Vec<u8>,
+}
+
+impl Conn {
+    pub async fn connect(addr: SocketAddr) -> Conn {
+        let stream = timeout(REPLY_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .unwrap_or_else(|_| panic!("connecting to {addr} timed out"))
+            .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+        stream.set_nodelay(true).unwrap();
+        Conn { stream, pending: Vec::new() }
+    }
+
+    /// Connects from a chosen local address (port chosen by the system).
+    pub async fn connect_from(local: IpAddr, addr: SocketAddr) -> Conn {
+        let socket = if local.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.unwrap();
+        socket.bind(SocketAddr::new(local, 0)).unwrap_or_else(|e| panic!("binding to {local}: {e}"));
+        let stream = timeout(REPLY_TIMEOUT, socket.connect(addr))
+            .await
+            .unwrap_or_else(|_| panic!("connecting to {addr} from {local} timed out"))
+            .unwrap_or_else(|e| panic!("connecting to {addr} from {local}: {e}"));
+        stream.set_nodelay(true).unwrap();
+        Conn { stream, pending: Vec::new() }
+    }
+
+    /// Writes `bytes` exactly as given, in one write call.
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("writing a request");
+    }
+
+    /// Writes `bytes`, returning the error instead of panicking (for a peer that may have closed).
+    pub async fn try_send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
+    /// Reads once, with a deadline; `Ok(0)` on EOF, `Err` on a socket error, `None` on timeout.
+    async fn read_some(&mut self, deadline: Instant) -> Option<std::io::Result<usize>> {
+        // Straight into the heap buffer: a stack array here would bloat every test's future.
+        self.pending.reserve(64 * 1024);
+        tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.pending)).await.ok()
+    }
+
+    /// The next reply line, `\n` included, exactly as sent. Panics on timeout or close.
+    pub async fn read_line(&mut self) -> Vec<u8> {
+        let deadline = Instant::now() + REPLY_TIMEOUT;
+        loop {
+            if let Some(i) = self.pending.iter().position(|&b| b == b'\n') {
+                return self.pending.drain(..=i).collect();
+            }
+            match self.read_some(deadline).await {
+                None => panic!(
+                    "no complete reply line within {REPLY_TIMEOUT:?}; got so far: {:?}",
+                    String::from_utf8_lossy(&self.pending)
+                ),
+                Some(Ok(0)) => panic!(
+                    "the server closed the connection before a complete reply line; got: {:?}",
+                    String::from_utf8_lossy(&self.pending)
+                ),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => panic!("reading a reply: {e}"),
+            }
+        }
+    }
+
+    /// The next reply line as text (panics if it is not UTF-8).
+    pub async fn read_line_string(&mut self) -> String {
+        String::from_utf8(self.read_line().await).expect("reply is not UTF-8")
+    }
+
+    /// The next reply line, parsed as JSON.
+    pub async fn read_json(&mut self) -> Value {
+        let line = self.read_line().await;
+        serde_json::from_slice(&line)
+            .unwrap_or_else(|e| panic!("reply is not JSON ({e}): {:?}", String::from_utf8_lossy(&line)))
+    }
+
+    /// Sends `request` and returns the raw reply line.
+    pub async fn request(&mut self, request: &[u8]) -> Vec<u8> {
+        self.send(request).await;
+        self.read_line().await
+    }
+
+    /// Sends `request` and returns the reply line as text.
+    pub async fn request_string(&mut self, request: &[u8]) -> String {
+        self.send(request).await;
+        self.read_line_string().await
+    }
+
+    /// Sends `request` and returns the reply parsed as JSON.
+    pub async fn request_json(&mut self, request: &[u8]) -> Value {
+        self.send(request).await;
+        self.read_json().await
+    }
+
+    /// Reads a bare pickle (no framing): until the bytes decode as a whole pickle.
+    pub async fn read_pickle(&mut self) -> Vec<u8> {
+        let deadline = Instant::now() + REPLY_TIMEOUT;
+        loop {
+            if self.pending.last() == Some(&b'.')
+                && serde_pickle::value_from_slice(&self.pending, serde_pickle::DeOptions::new()).is_ok()
+            {
+                return std::mem::take(&mut self.pending);
+            }
+            match self.read_some(deadline).await {
+                None => {
+                    panic!("no complete pickle within {REPLY_TIMEOUT:?}; got {} bytes", self.pending.len())
+                }
+                Some(Ok(0)) => panic!("the server closed the connection in the middle of a pickle"),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => panic!("reading a pickle: {e}"),
+            }
+        }
+    }
+
+    /// Asserts that nothing arrives (and the connection stays open) for `wait`.
+    pub async fn expect_silence(&mut self, wait: Duration) {
+        assert!(self.pending.is_empty(), "unexpected bytes: {:?}", String::from_utf8_lossy(&self.pending));
+        match self.read_some(Instant::now() + wait).await {
+            None => {}
+            Some(Ok(0)) => panic!("the server closed the connection, expected it to wait"),
+            Some(Ok(_)) => {
+                panic!("expected no reply yet, got {:?}", String::from_utf8_lossy(&self.pending))
+            }
+            Some(Err(e)) => panic!("expected no reply yet, got an error: {e}"),
+        }
+    }
+
+    /// Waits up to `wait` for the server to close the connection: `Some` with how it closed, or
+    /// `None` if it is still open. Panics if any bytes arrive instead.
+    pub async fn poll_closed(&mut self, wait: Duration) -> Option<Closed> {
+        assert!(self.pending.is_empty(), "unexpected bytes: {:?}", String::from_utf8_lossy(&self.pending));
+        match self.read_some(Instant::now() + wait).await {
+            None => None,
+            Some(Ok(0)) => Some(Closed::Eof),
+            Some(Ok(_)) => {
+                panic!("expected the connection closed, got {:?}", String::from_utf8_lossy(&self.pending))
+            }
+            Some(Err(e)) if is_reset(&e) => Some(Closed::Reset),
+            Some(Err(e)) => panic!("expected the connection closed, got an error: {e}"),
+        }
+    }
+
+    /// Waits up to `within` for the server to close the connection, with no further bytes before
+    /// the close. Returns how it was closed; panics if it stays open or sends anything.
+    pub async fn expect_closed_within(&mut self, within: Duration) -> Closed {
+        match self.poll_closed(within).await {
+            Some(closed) => closed,
+            None => panic!("the server did not close the connection within {within:?}"),
+        }
+    }
+
+    /// Asserts an orderly close (read returns 0) with no further bytes.
+    pub async fn expect_eof(&mut self) {
+        assert_eq!(self.expect_closed_within(REPLY_TIMEOUT).await, Closed::Eof, "expected EOF, not a reset");
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.stream.local_addr().unwrap()
+    }
+}
+
+pub fn is_reset(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::BrokenPipe
+    )
+}
+
+/// One request on a fresh connection; the reply parsed as JSON.
+pub async fn request_once(addr: SocketAddr, request: &[u8]) -> Value {
+    Conn::connect(addr).await.request_json(request).await
+}
+
+/// Decodes a pickle with the system's `python3`, as the original's clients do (`pickle.loads`).
+/// Returns `{"value": <the object as JSON>, "types": <the same shape, every leaf replaced by its
+/// Python type name>}`. Panics if Python cannot load it or cannot express it as JSON (a datetime,
+/// for instance).
+pub fn python_unpickle(pickle: &[u8]) -> Value {
+    const SCRIPT: &str = r#"
+import pickle, sys, json
+obj = pickle.loads(sys.stdin.buffer.read())
+def kinds(v):
+    if isinstance(v, dict):
+        return {str(k): kinds(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [kinds(x) for x in v]
+    return type(v).__name__
+print(json.dumps({"value": obj, "types": kinds(obj), "top": type(obj).__name__}))
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", SCRIPT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running python3 (needed to check pickles as the original's clients read them)");
+    child.stdin.take().unwrap().write_all(pickle).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "python3 could not load the pickle: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("python3 printed JSON")
+}
+
+/// Asserts `s` is a timestamp as the original wrote them: `YYYY-MM-DD HH:MM:SS.ffffff`, and recent.
+pub fn assert_timestamp(s: &str) {
+    let b = s.as_bytes();
+    let shape_ok = b.len() == 26
+        && b.iter().enumerate().all(|(i, &c)| match i {
+            4 | 7 => c == b'-',
+            10 => c == b' ',
+            13 | 16 => c == b':',
+            19 => c == b'.',
+            _ => c.is_ascii_digit(),
+        });
+    assert!(shape_ok, "timestamp {s:?} is not in the format YYYY-MM-DD HH:MM:SS.ffffff");
+    let num = |r: std::ops::Range<usize>| s[r].parse::<u32>().unwrap();
+    let (year, month, day, hour, min, sec) =
+        (num(0..4), num(5..7), num(8..10), num(11..13), num(14..16), num(17..19));
+    assert!((2020..2200).contains(&year), "timestamp {s:?} has an implausible year");
+    assert!((1..=12).contains(&month) && (1..=31).contains(&day), "timestamp {s:?} has an impossible date");
+    assert!(hour < 24 && min < 60 && sec < 61, "timestamp {s:?} has an impossible time");
+}

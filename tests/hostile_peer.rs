@@ -1,0 +1,322 @@
+//! A hostile peer, built here from raw libp2p parts, sends garbage gossip and malformed
+//! anti-entropy requests to a victim node. The victim must reject all of it, merge none of it,
+//! score the sender down, and keep converging with an honest node.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, cbor, ProtocolSupport};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder};
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use udht::core::delta::{encode_delta, DELTA_VERSION};
+use udht::core::sync::{SyncRequest, SyncResponse};
+use udht::core::{now_millis, Entry, NodeId, PeerFields, PeerRecord, Stamp};
+use udht::node::Status;
+use udht::{NodeConfig, NodeHandle, RunningNode};
+
+const TOPIC: &str = "udht/peers/1";
+const SYNC_PROTOCOL: &str = "/udht/sync/1.0.0";
+const WAIT: Duration = Duration::from_secs(10);
+const TEN_MINUTES_MS: u64 = 10 * 60 * 1000;
+
+/// Polls `$probe` (an expression yielding `Option<T>`, may `.await`) until it is `Some`.
+macro_rules! eventually {
+    ($what:expr, $probe:expr) => {{
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(v) = $probe {
+                break v;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {}", $what);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }};
+}
+
+/// Either a well-formed `SyncRequest` or a CBOR byte string the victim cannot decode as one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum RogueRequest {
+    Sync(SyncRequest),
+    Raw(ByteBuf),
+}
+
+#[derive(NetworkBehaviour)]
+struct Rogue {
+    gossipsub: gossipsub::Behaviour,
+    sync: cbor::Behaviour<RogueRequest, SyncResponse>,
+}
+
+/// What the rogue sends once the victim has subscribed to the topic.
+struct Attack {
+    gossip: Vec<Vec<u8>>,
+    requests: Vec<RogueRequest>,
+}
+
+#[derive(Debug, Default)]
+struct RogueLog {
+    publish_errors: Vec<String>,
+    responses: Vec<SyncResponse>,
+    request_failures: Vec<String>,
+    victim_requests_answered: usize,
+}
+
+fn rogue_swarm() -> Swarm<Rogue> {
+    SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .expect("tcp transport")
+        .with_behaviour(|key| {
+            // 1 MiB: the rogue may publish far more than the victim accepts.
+            let config = gossipsub::ConfigBuilder::default().max_transmit_size(1 << 20).build().unwrap();
+            let mut gossipsub =
+                gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), config).unwrap();
+            gossipsub.subscribe(&IdentTopic::new(TOPIC)).unwrap();
+            let codec = cbor::codec::Codec::default().set_response_size_maximum(8 << 20);
+            let protocols = [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)];
+            let sync = cbor::Behaviour::with_codec(codec, protocols, request_response::Config::default());
+            Ok(Rogue { gossipsub, sync })
+        })
+        .expect("rogue behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build()
+}
+
+/// Dials the victim, fires the attack once the victim has subscribed, answers every request the
+/// victim makes with a garbage response, and runs until `stop`.
+async fn run_rogue(
+    mut swarm: Swarm<Rogue>,
+    victim: PeerId,
+    addr: Multiaddr,
+    attack: Attack,
+    log: Arc<Mutex<RogueLog>>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    swarm.dial(addr.with(Protocol::P2p(victim))).expect("rogue dials the victim");
+    let mut attack = Some(attack);
+    loop {
+        let event = tokio::select! {
+            _ = &mut stop => return,
+            event = swarm.select_next_some() => event,
+        };
+        let SwarmEvent::Behaviour(event) = event else { continue };
+        let mut log = log.lock().unwrap();
+        match event {
+            RogueEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, .. }) if peer_id == victim => {
+                let Some(attack) = attack.take() else { continue };
+                for data in attack.gossip {
+                    if let Err(e) = swarm.behaviour_mut().gossipsub.publish(IdentTopic::new(TOPIC), data) {
+                        log.publish_errors.push(e.to_string());
+                    }
+                }
+                for request in attack.requests {
+                    swarm.behaviour_mut().sync.send_request(&victim, request);
+                }
+            }
+            RogueEvent::Sync(request_response::Event::Message { message, .. }) => match message {
+                request_response::Message::Request { channel, .. } => {
+                    // Entries where a root digest belongs, one of them stamped in the future.
+                    let entries = vec![entry("rogue-response", now_millis() + TEN_MINUTES_MS, "x")];
+                    let garbage = SyncResponse::Entries { entries, covered: 9 };
+                    let _ = swarm.behaviour_mut().sync.send_response(channel, garbage);
+                    log.victim_requests_answered += 1;
+                }
+                request_response::Message::Response { response, .. } => log.responses.push(response),
+            },
+            RogueEvent::Sync(request_response::Event::OutboundFailure { error, .. }) => {
+                log.request_failures.push(error.to_string())
+            }
+            _ => {}
+        }
+    }
+}
+
+fn entry(key: &str, millis: u64, name: &str) -> Entry {
+    let fields = PeerFields { name: Some(name.into()), ip: Some("10.6.6.6".into()), ..Default::default() };
+    let record = PeerRecord::create(fields, millis as i64 * 1000);
+    Entry {
+        key: key.into(),
+        stamp: Stamp { millis, counter: 0, node: NodeId([0x66; 32]) },
+        record: Some(Arc::new(record)),
+    }
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    (0..n).map(|_| rand::random::<u8>()).collect()
+}
+
+async fn status(handle: &NodeHandle) -> Status {
+    handle.status().await.expect("node answers status")
+}
+
+/// A node listening on an ephemeral loopback port; returns it with its listen address.
+async fn start_node(bootstrap: Option<Multiaddr>) -> (RunningNode, TempDir, Multiaddr) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cfg = NodeConfig::new(dir.path(), "127.0.0.1:0".parse().unwrap());
+    cfg.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    cfg.bootstrap = bootstrap.into_iter().collect();
+    cfg.sync_interval = Duration::from_secs(2);
+    let node = RunningNode::start(cfg).await.expect("node starts");
+    let addr = eventually!("a listen address", status(&node.handle).await.listen_addrs.first().cloned());
+    (node, dir, addr.parse().expect("listen address is a multiaddr"))
+}
+
+/// A victim, an honest node bootstrapped to it, and a rogue attacking the victim.
+struct Scene {
+    victim: RunningNode,
+    honest: RunningNode,
+    rogue_id: PeerId,
+    stop_rogue: oneshot::Sender<()>,
+    rogue: tokio::task::JoinHandle<()>,
+    rogue_log: Arc<Mutex<RogueLog>>,
+    _dirs: (TempDir, TempDir),
+}
+
+async fn scene(attack: Attack) -> Scene {
+    let (victim, victim_dir, victim_addr) = start_node(None).await;
+    let (honest, honest_dir, _) = start_node(Some(victim_addr.clone())).await;
+    eventually!("the honest node to connect", {
+        let s = status(&victim.handle).await;
+        s.connected_peers.contains(&honest.peer_id).then_some(())
+    });
+    let swarm = rogue_swarm();
+    let rogue_id = *swarm.local_peer_id();
+    let victim_id: PeerId = victim.peer_id.parse().unwrap();
+    let (stop_rogue, stop) = oneshot::channel();
+    let rogue_log = Arc::new(Mutex::new(RogueLog::default()));
+    let rogue = tokio::spawn(run_rogue(swarm, victim_id, victim_addr, attack, rogue_log.clone(), stop));
+    Scene { victim, honest, rogue_id, stop_rogue, rogue, rogue_log, _dirs: (victim_dir, honest_dir) }
+}
+
+impl Scene {
+    /// No key the rogue sent (all start with `rogue`, or are empty) is live on either node.
+    async fn assert_nothing_of_the_rogue_merged(&self) {
+        for node in [&self.victim, &self.honest] {
+            let snapshot = node.handle.snapshot().await.unwrap();
+            let leaked: Vec<&String> =
+                snapshot.iter().map(|(k, _)| k).filter(|k| k.is_empty() || k.starts_with("rogue")).collect();
+            assert!(leaked.is_empty(), "rogue keys merged on {}: {leaked:?}", node.peer_id);
+        }
+    }
+
+    /// An honest write still reaches the victim, and the two tables end up identical.
+    async fn assert_network_still_converges(&self, key: &str) {
+        let fields =
+            PeerFields { name: Some("honest".into()), ip: Some("10.0.0.9".into()), ..Default::default() };
+        assert!(self.honest.handle.add(key.into(), fields).await.unwrap(), "honest write accepted");
+        eventually!(
+            "the honest write to reach the victim",
+            self.victim.handle.get(key.into()).await.unwrap()
+        );
+        eventually!("equal digests", {
+            let (v, h) = (status(&self.victim.handle).await, status(&self.honest.handle).await);
+            (v.digest == h.digest).then_some(())
+        });
+    }
+
+    async fn finish(self) -> RogueLog {
+        let _ = self.stop_rogue.send(());
+        self.rogue.await.expect("rogue task");
+        let log = std::mem::take(&mut *self.rogue_log.lock().unwrap());
+        self.honest.shutdown().await.expect("honest node stops cleanly");
+        self.victim.shutdown().await.expect("victim stops cleanly");
+        log
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn garbage_gossip_is_rejected_scored_down_and_never_merged() {
+    let now = now_millis();
+    let mut garbage = random_bytes(1024);
+    garbage[0] = DELTA_VERSION; // passes the version check; then an over-long length varint
+    garbage[1..11].fill(0xff);
+    let mut wrong_version = encode_delta(&[entry("rogue-version", now, "v")]);
+    wrong_version[0] = DELTA_VERSION.wrapping_add(0x41);
+    // Gossip is judged as a whole: the valid companion must not be merged either.
+    let future = encode_delta(&[
+        entry("rogue-companion", now, "ok"),
+        entry("rogue-future", now + TEN_MINUTES_MS, "f"),
+    ]);
+    let empty_key = encode_delta(&[entry("", now, "e")]);
+    let oversized = encode_delta(&[entry("rogue-oversized", now, &"x".repeat(200 * 1024))]);
+    // Order matters: after three rejections the rogue's score is below the graylist threshold and
+    // the victim's gossipsub may drop everything else it sends before the application sees it.
+    let attack =
+        Attack { gossip: vec![future, empty_key, garbage, wrong_version, oversized], requests: vec![] };
+    let scene = scene(attack).await;
+    let rogue = scene.rogue_id.to_string();
+
+    let s = eventually!("gossip rejections", {
+        let s = status(&scene.victim.handle).await;
+        (s.net_stats.gossip_rejected >= 3 && s.table_stats.rejected_future >= 1).then_some(s)
+    });
+    let score = eventually!("a negative score or a ban", {
+        let score = scene.victim.handle.peer_score(rogue.clone()).await.unwrap();
+        let banned = status(&scene.victim.handle).await.sync_stats.peers_banned >= 1;
+        (banned || score.is_some_and(|s| s < 0.0)).then_some(score)
+    });
+    println!("victim after garbage gossip: score {score:?} net {:?} table {:?}", s.net_stats, s.table_stats);
+
+    scene.assert_nothing_of_the_rogue_merged().await;
+    let honest = status(&scene.honest.handle).await;
+    assert_eq!(honest.net_stats.gossip_rejected, 0, "no garbage was forwarded to the honest node");
+    scene.assert_network_still_converges("honest-after-garbage-gossip").await;
+    let log = scene.finish().await;
+    assert!(log.publish_errors.is_empty(), "the rogue published everything: {:?}", log.publish_errors);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn malformed_sync_requests_are_refused_and_the_victim_keeps_serving() {
+    let now = now_millis();
+    let sync = RogueRequest::Sync;
+    let requests = vec![
+        RogueRequest::Raw(ByteBuf::from(random_bytes(4096))),
+        // Over the victim's 2 MiB request limit.
+        RogueRequest::Raw(ByteBuf::from(random_bytes(3 << 20))),
+        sync(SyncRequest::Root { root: ByteBuf::from(vec![1; 3]) }),
+        sync(SyncRequest::Buckets { hashes: ByteBuf::from(vec![7; 7]) }),
+        sync(SyncRequest::Pull { buckets: vec![60000] }),
+        sync(SyncRequest::Push {
+            entries: vec![entry("rogue-push-future", now + TEN_MINUTES_MS, "p"), entry("", now, "e")],
+        }),
+    ];
+    let sent = requests.len();
+    let scene = scene(Attack { gossip: vec![], requests }).await;
+    eventually!("an outcome for every rogue request", {
+        let log = scene.rogue_log.lock().unwrap();
+        (log.responses.len() + log.request_failures.len() >= sent).then_some(())
+    });
+
+    let s = eventually!("the garbage requests to be counted", {
+        let s = status(&scene.victim.handle).await;
+        // Two undecodable requests and three invalid ones, all refused and counted.
+        let counted = s.sync_stats.requests_refused >= 5
+            && s.table_stats.rejected_future >= 1
+            && s.table_stats.rejected_invalid >= 1
+            && s.sync_stats.sessions_failed >= 1;
+        counted.then_some(s)
+    });
+    println!("victim after malformed sync: {:?} {:?} {:?}", s.net_stats, s.sync_stats, s.table_stats);
+
+    scene.assert_nothing_of_the_rogue_merged().await;
+    scene.assert_network_still_converges("honest-after-malformed-sync").await;
+    let log = scene.finish().await;
+    println!("rogue saw: {log:?}");
+    let refused = log.responses.iter().filter(|r| matches!(r, SyncResponse::Refused { .. })).count();
+    assert_eq!(
+        refused, 5,
+        "both undecodable requests, Root, Buckets and Pull were refused: {:?}",
+        log.responses
+    );
+    assert!(log.responses.contains(&SyncResponse::Ack { merged: 0 }), "the push merged nothing");
+    assert!(log.request_failures.is_empty(), "every request was answered: {:?}", log.request_failures);
+    assert!(log.victim_requests_answered >= 1, "the victim asked the rogue and got garbage back");
+}
