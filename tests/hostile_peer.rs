@@ -201,7 +201,7 @@ impl Scene {
     async fn assert_nothing_of_the_rogue_merged(&self) {
         for node in [&self.victim, &self.honest] {
             let snapshot = node.handle.snapshot().await.unwrap();
-            let leaked: Vec<&String> =
+            let leaked: Vec<&std::sync::Arc<str>> =
                 snapshot.iter().map(|(k, _)| k).filter(|k| k.is_empty() || k.starts_with("rogue")).collect();
             assert!(leaked.is_empty(), "rogue keys merged on {}: {leaked:?}", node.peer_id);
         }

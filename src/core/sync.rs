@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use super::delta::entry_size;
-use super::table::{bucket_of, Entry, Table, BUCKETS};
+use super::table::{Entry, Table, BUCKETS};
 use super::Stamp;
 
 /// Target size of one chunk of entries (a pull response or a push request).
@@ -44,8 +44,10 @@ pub enum SyncResponse {
     Root {
         root: ByteBuf,
     },
+    /// The buckets that differ, and the responder's hash of each (16 bytes apiece, same order).
     Diff {
         buckets: Vec<u16>,
+        hashes: ByteBuf,
     },
     /// Entries of the first `covered` requested buckets.
     Entries {
@@ -107,34 +109,22 @@ fn check_buckets(buckets: &[u16]) -> Result<(), SyncError> {
 }
 
 /// Entries of as many leading `buckets` as fit in one chunk (always at least one bucket, so every
-/// exchange makes progress), skipping entries `skip` says the other side already has.
+/// exchange makes progress), leaving out entries `skip` says the other side already has.
 /// Returns the entries and how many buckets they cover.
 fn gather(table: &Table, buckets: &[u16], skip: &HashMap<String, Stamp>) -> (Vec<Entry>, usize) {
-    if buckets.is_empty() {
-        return (Vec::new(), 0);
-    }
-    let mut sizes = vec![(0usize, 0usize); BUCKETS]; // (bytes, entries) per bucket
-    for e in table.entries_in_buckets(buckets) {
-        let s = &mut sizes[bucket_of(&e.key) as usize];
-        s.0 += entry_size(&e);
-        s.1 += 1;
-    }
-    let (mut bytes, mut count, mut covered) = (0, 0, 0);
+    let (mut out, mut bytes, mut covered) = (Vec::new(), 0, 0);
     for &b in buckets {
-        let (bb, bc) = sizes[b as usize];
-        if covered > 0 && (bytes + bb > MAX_CHUNK_BYTES || count + bc > MAX_CHUNK_ENTRIES) {
+        let mut these: Vec<Entry> =
+            table.bucket_entries(b).filter(|e| skip.get(&e.key) != Some(&e.stamp)).collect();
+        let size: usize = these.iter().map(entry_size).sum();
+        if covered > 0 && (bytes + size > MAX_CHUNK_BYTES || out.len() + these.len() > MAX_CHUNK_ENTRIES) {
             break;
         }
-        bytes += bb;
-        count += bc;
+        bytes += size;
         covered += 1;
+        out.append(&mut these);
     }
-    let entries = table
-        .entries_in_buckets(&buckets[..covered])
-        .into_iter()
-        .filter(|e| skip.get(&e.key) != Some(&e.stamp))
-        .collect();
-    (entries, covered)
+    (out, covered)
 }
 
 /// Answers one request. Returns the response, the entries a push changed (to persist) and how
@@ -152,8 +142,10 @@ pub fn respond(
         SyncRequest::Buckets { hashes } => {
             let theirs = parse_hashes(&hashes)?;
             let ours = table.digest().buckets;
-            let buckets = (0..BUCKETS).filter(|&i| ours[i] != theirs[i]).map(|i| i as u16).collect();
-            Ok((SyncResponse::Diff { buckets }, Vec::new(), 0))
+            let buckets: Vec<u16> =
+                (0..BUCKETS).filter(|&i| ours[i] != theirs[i]).map(|i| i as u16).collect();
+            let hashes = hashes_bytes(&buckets.iter().map(|&b| ours[b as usize]).collect::<Vec<_>>());
+            Ok((SyncResponse::Diff { buckets, hashes }, Vec::new(), 0))
         }
         SyncRequest::Pull { buckets } => {
             check_buckets(&buckets)?;
@@ -205,17 +197,26 @@ pub struct Session {
     to_push: VecDeque<u16>,
     /// What the responder sent us, so we do not send it back.
     pulled: HashMap<String, Stamp>,
+    /// The responder's hash of each differing bucket: a bucket that already matches it (another
+    /// session repaired it meanwhile) is not pulled again.
+    theirs: HashMap<u16, u128>,
+    /// Where in the differing buckets this session starts, so concurrent sessions (a joiner syncs
+    /// with every peer it connects to) pull different buckets first.
+    offset: usize,
     pub stats: SessionStats,
 }
 
 impl Session {
-    /// Starts a session: the first request carries our root.
-    pub fn start(table: &Table) -> (Session, SyncRequest) {
+    /// Starts a session: the first request carries our root. `offset` (any number, e.g. random)
+    /// picks where in the differing buckets pulling begins.
+    pub fn start(table: &Table, offset: usize) -> (Session, SyncRequest) {
         let s = Session {
             phase: Phase::AwaitRoot,
             to_pull: VecDeque::new(),
             to_push: VecDeque::new(),
             pulled: HashMap::new(),
+            theirs: HashMap::new(),
+            offset,
             stats: SessionStats::default(),
         };
         (s, SyncRequest::Root { root: hash_bytes(table.root()) })
@@ -245,11 +246,23 @@ impl Session {
                     Step::Send(SyncRequest::Buckets { hashes: hashes_bytes(&table.digest().buckets) })
                 }
             }
-            (Phase::AwaitDiff, SyncResponse::Diff { buckets }) => {
+            (Phase::AwaitDiff, SyncResponse::Diff { buckets, hashes }) => {
                 check_buckets(&buckets)?;
+                if hashes.len() != buckets.len() * 16 {
+                    return Err(SyncError::BadDigest);
+                }
+                self.theirs = buckets
+                    .iter()
+                    .zip(hashes.chunks_exact(16))
+                    .map(|(&b, h)| (b, u128::from_be_bytes(h.try_into().expect("16 bytes"))))
+                    .collect();
                 self.stats.differing_buckets = buckets.len();
-                self.to_pull = buckets.iter().copied().collect();
-                self.to_push = buckets.into_iter().collect();
+                let mut order: VecDeque<u16> = buckets.into_iter().collect();
+                if !order.is_empty() {
+                    order.rotate_left(self.offset % order.len());
+                }
+                self.to_pull = order.clone();
+                self.to_push = order;
                 self.phase = Phase::Pulling;
                 self.next_pull(table)
             }
@@ -292,6 +305,8 @@ impl Session {
     }
 
     fn next_pull(&mut self, table: &Table) -> Step {
+        let theirs = &self.theirs;
+        self.to_pull.retain(|b| theirs.get(b) != Some(&table.bucket_hash(*b)));
         if self.to_pull.is_empty() {
             self.phase = Phase::Pushing;
             return self.next_push(table);
@@ -333,7 +348,7 @@ mod tests {
 
     /// Runs a whole session between two in-memory tables; returns (round trips, stats).
     fn run(a: &mut Table, b: &mut Table) -> (usize, SessionStats) {
-        let (mut s, mut req) = Session::start(a);
+        let (mut s, mut req) = Session::start(a, 0);
         let mut trips = 0;
         loop {
             trips += 1;
@@ -399,13 +414,14 @@ mod tests {
             respond(&mut t, SyncRequest::Pull { buckets: vec![5000] }, NOW),
             Err(SyncError::BadBucket(5000))
         );
-        let (mut s, _) = Session::start(&t);
+        let (mut s, _) = Session::start(&t, 0);
         let bad = SyncResponse::Entries { entries: vec![], covered: 3 };
         assert!(matches!(s.on_response(&mut t, bad, NOW), Err(SyncError::Unexpected(_))));
-        let (mut s, _) = Session::start(&t);
+        let (mut s, _) = Session::start(&t, 0);
         let diff = SyncResponse::Root { root: ByteBuf::from(vec![1; 16]) };
         s.on_response(&mut t, diff, NOW).unwrap();
-        s.on_response(&mut t, SyncResponse::Diff { buckets: vec![1, 2] }, NOW).unwrap();
+        let diff = SyncResponse::Diff { buckets: vec![1, 2], hashes: ByteBuf::from(vec![9; 32]) };
+        s.on_response(&mut t, diff, NOW).unwrap();
         let stalled = SyncResponse::Entries { entries: vec![], covered: 0 };
         assert_eq!(s.on_response(&mut t, stalled, NOW), Err(SyncError::NoProgress));
     }

@@ -1,7 +1,7 @@
 //! The replicated peer table: a map of last-writer-wins registers with tombstones, a digest for
 //! anti-entropy, and tombstone collection. Pure and synchronous; every time is a parameter.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -122,9 +122,12 @@ fn entry_hash(key: &str, stamp: &Stamp) -> u128 {
 /// The replica: registers by key, with incrementally maintained bucket hashes.
 #[derive(Debug, Clone)]
 pub struct Table {
-    entries: HashMap<String, Register>,
+    /// Keys are shared with `members` (one allocation per key).
+    entries: HashMap<Arc<str>, Register>,
     /// XOR of entry hashes per bucket, updated on every change so a digest costs nothing.
     buckets: Vec<u128>,
+    /// The keys in each bucket, so anti-entropy reads a bucket without scanning the table.
+    members: Vec<HashSet<Arc<str>>>,
     /// Number of entries holding a record (not tombstones).
     live: usize,
     hlc: Hlc,
@@ -137,6 +140,7 @@ impl Table {
         Table {
             entries: HashMap::new(),
             buckets: vec![0; BUCKETS],
+            members: vec![HashSet::new(); BUCKETS],
             live: 0,
             hlc: Hlc::new(node, config.max_skew),
             grace_ms: config.tombstone_grace.as_millis() as u64,
@@ -149,11 +153,16 @@ impl Table {
     pub fn load(node: NodeId, config: TableConfig, stored: impl IntoIterator<Item = Entry>) -> Self {
         let mut t = Table::new(node, config);
         for e in stored {
-            t.hlc.observe(&e.stamp);
-            let reg = e.register();
-            t.install(e.key, reg);
+            t.load_entry(e);
         }
         t
+    }
+
+    /// Adds one stored entry (see [`Table::load`]).
+    pub fn load_entry(&mut self, e: Entry) {
+        self.hlc.observe(&e.stamp);
+        let reg = e.register();
+        self.install(e.key, reg);
     }
 
     pub fn node(&self) -> NodeId {
@@ -189,7 +198,7 @@ impl Table {
     }
 
     /// Live records, in no particular order.
-    pub fn iter_live(&self) -> impl Iterator<Item = (&String, &Arc<PeerRecord>)> {
+    pub fn iter_live(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<PeerRecord>)> {
         self.entries.iter().filter_map(|(k, r)| r.val.as_ref().map(|v| (k, v)))
     }
 
@@ -239,7 +248,7 @@ impl Table {
             r.validate()?;
         }
         self.hlc.check(&entry.stamp, now_ms)?;
-        if let Some(current) = self.entries.get(&entry.key) {
+        if let Some(current) = self.entries.get(entry.key.as_str()) {
             current.validate_merge(&entry.register()).map_err(|_| MergeError::ConflictingStamp)?;
         }
         Ok(())
@@ -250,7 +259,7 @@ impl Table {
         let incoming = entry.register();
         let expired_tombstone =
             entry.record.is_none() && entry.stamp.millis.saturating_add(self.grace_ms) < now_ms;
-        match self.entries.get(&entry.key) {
+        match self.entries.get(entry.key.as_str()) {
             Some(current) if current.marker >= incoming.marker => return Ok(false),
             // A tombstone past its grace period for a key we do not hold carries no information.
             None if expired_tombstone => return Ok(false),
@@ -289,7 +298,7 @@ impl Table {
         let b = bucket_of(&key) as usize;
         let h_new = entry_hash(&key, &reg.marker);
         let live_new = reg.val.is_some();
-        match self.entries.get_mut(&key) {
+        match self.entries.get_mut(key.as_str()) {
             Some(old) => {
                 self.buckets[b] ^= entry_hash(&key, &old.marker) ^ h_new;
                 self.live = self.live - usize::from(old.val.is_some()) + usize::from(live_new);
@@ -298,6 +307,8 @@ impl Table {
             None => {
                 self.buckets[b] ^= h_new;
                 self.live += usize::from(live_new);
+                let key: Arc<str> = Arc::from(key);
+                self.members[b].insert(key.clone());
                 self.entries.insert(key, reg);
             }
         }
@@ -305,7 +316,9 @@ impl Table {
 
     fn uninstall(&mut self, key: &str) {
         if let Some(old) = self.entries.remove(key) {
-            self.buckets[bucket_of(key) as usize] ^= entry_hash(key, &old.marker);
+            let b = bucket_of(key) as usize;
+            self.buckets[b] ^= entry_hash(key, &old.marker);
+            self.members[b].remove(key);
             self.live -= usize::from(old.val.is_some());
         }
     }
@@ -319,26 +332,28 @@ impl Table {
         Digest { root: self.root(), buckets: self.buckets.clone() }
     }
 
+    /// The hash of one bucket.
+    pub fn bucket_hash(&self, bucket: u16) -> u128 {
+        self.buckets.get(bucket as usize).copied().unwrap_or(0)
+    }
+
+    /// All entries (tombstones included) of one bucket; empty for an out-of-range bucket.
+    pub fn bucket_entries(&self, bucket: u16) -> impl Iterator<Item = Entry> + '_ {
+        self.members.get(bucket as usize).into_iter().flatten().filter_map(|k| {
+            self.entries.get(k).map(|r| Entry { key: k.to_string(), stamp: r.marker, record: r.val.clone() })
+        })
+    }
+
     /// All entries (tombstones included) whose keys fall in the given buckets.
     pub fn entries_in_buckets(&self, buckets: &[u16]) -> Vec<Entry> {
-        let mut wanted = vec![false; BUCKETS];
-        for &b in buckets {
-            if let Some(w) = wanted.get_mut(b as usize) {
-                *w = true;
-            }
-        }
-        self.entries
-            .iter()
-            .filter(|(k, _)| wanted[bucket_of(k) as usize])
-            .map(|(k, r)| Entry { key: k.clone(), stamp: r.marker, record: r.val.clone() })
-            .collect()
+        buckets.iter().flat_map(|&b| self.bucket_entries(b)).collect()
     }
 
     /// Every entry, tombstones included: the full state, for merging into another replica.
     pub fn all_entries(&self) -> Vec<Entry> {
         self.entries
             .iter()
-            .map(|(k, r)| Entry { key: k.clone(), stamp: r.marker, record: r.val.clone() })
+            .map(|(k, r)| Entry { key: k.to_string(), stamp: r.marker, record: r.val.clone() })
             .collect()
     }
 
@@ -347,7 +362,7 @@ impl Table {
         self.entries
             .iter()
             .filter(|(_, r)| r.marker > *since)
-            .map(|(k, r)| Entry { key: k.clone(), stamp: r.marker, record: r.val.clone() })
+            .map(|(k, r)| Entry { key: k.to_string(), stamp: r.marker, record: r.val.clone() })
             .collect()
     }
 
@@ -358,7 +373,7 @@ impl Table {
             .entries
             .iter()
             .filter(|(_, r)| r.val.is_none() && r.marker.millis < cutoff)
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| k.to_string())
             .collect();
         for k in &expired {
             self.uninstall(k);

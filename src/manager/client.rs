@@ -10,6 +10,9 @@ use tokio::net::TcpStream;
 
 /// Largest reply the client accepts (a JSON table of several hundred thousand records fits).
 pub const MAX_REPLY_BYTES: u64 = 1 << 30;
+/// A pickle reply is taken as complete once the node has sent nothing for this long and the
+/// bytes decode.
+const PICKLE_QUIET: Duration = Duration::from_millis(20);
 
 /// Errors of the client.
 #[derive(Debug, thiserror::Error)]
@@ -70,29 +73,38 @@ impl Client {
         self.read_reply().await
     }
 
-    /// Sends a request whose reply is a bare pickle (`message_type 2` without a format): reads
-    /// until the node stops sending for a moment or the pickle's STOP opcode ends the data.
+    /// Sends a request whose reply is a bare pickle (`message_type 2` without a format). A pickle
+    /// has no length prefix: the reply is complete when it ends with STOP (`.`) and decodes, which
+    /// is tried only when the node pauses (so a large table is decoded once, not per chunk).
     pub async fn request_pickle(&mut self, request: &Value) -> Result<Vec<u8>, ClientError> {
         let bytes = serde_json::to_vec(request).expect("a Value always serializes");
         self.send_raw(&bytes).await?;
         let mut out = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
-            let mut chunk = [0u8; 64 * 1024];
-            let n = tokio::time::timeout(self.timeout, self.stream.read(&mut chunk))
-                .await
-                .map_err(|_| ClientError::Timeout(self.timeout))??;
-            if n == 0 {
-                return if out.is_empty() { Err(ClientError::Closed) } else { Ok(out) };
-            }
-            out.extend_from_slice(&chunk[..n]);
-            // A complete pickle ends with STOP ('.'); try to decode once it might be complete.
-            if out.last() == Some(&b'.')
-                && serde_pickle::value_from_slice(&out, serde_pickle::DeOptions::new()).is_ok()
-            {
-                return Ok(out);
-            }
-            if out.len() as u64 > MAX_REPLY_BYTES {
-                return Err(ClientError::BadReply("pickle reply too large".into()));
+            let quiet = tokio::time::timeout(PICKLE_QUIET, self.stream.read(&mut chunk)).await;
+            match quiet {
+                Ok(read) => {
+                    let n = read?;
+                    if n == 0 {
+                        return if out.is_empty() { Err(ClientError::Closed) } else { Ok(out) };
+                    }
+                    out.extend_from_slice(&chunk[..n]);
+                    if out.len() as u64 > MAX_REPLY_BYTES {
+                        return Err(ClientError::BadReply("pickle reply too large".into()));
+                    }
+                }
+                Err(_)
+                    if out.last() == Some(&b'.')
+                        && serde_pickle::value_from_slice(&out, serde_pickle::DeOptions::new()).is_ok() =>
+                {
+                    return Ok(out)
+                }
+                Err(_) if tokio::time::Instant::now() > deadline => {
+                    return Err(ClientError::Timeout(self.timeout))
+                }
+                Err(_) => {}
             }
         }
     }

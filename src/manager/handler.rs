@@ -1,9 +1,10 @@
-//! One task per client: read a request, ask the node, write the reply, in order.
+//! One task per client: read requests, ask the node, write the replies in request order.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
+use futures::stream::{FuturesOrdered, StreamExt};
 use serde::Serialize;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -13,6 +14,19 @@ use crate::node::{NodeError, NodeHandle, Status};
 use super::connection::{Connection, FrameError};
 use super::protocol::{self as p, RecordView, Request, TableView};
 use super::{ManagerConfig, ManagerStats, StatsSnapshot};
+
+/// Requests of one connection being served at once. Replies still go out in request order; having
+/// several in flight lets a pipelining client's writes share group commits.
+const MAX_IN_FLIGHT: usize = 64;
+
+/// Why a connection stops reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Client closed its side, or sent type 1: answer what is in flight, then close.
+    Close,
+    /// Unrecoverable bad input (malformed JSON, oversized): answer, then drain a little and close.
+    Linger,
+}
 
 /// Serves one client until it closes, misbehaves past recovery, or the node shuts down.
 pub(super) async fn serve_client(
@@ -24,56 +38,71 @@ pub(super) async fn serve_client(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut conn = Connection::new(stream, config.max_request_bytes);
+    let mut in_flight = FuturesOrdered::new();
+    let mut ending = None;
+    let wt = config.write_timeout;
     loop {
-        let read = tokio::select! {
-            r = conn.read_frame(config.idle_timeout, config.request_timeout) => r,
+        if ending.is_some() && in_flight.is_empty() {
+            break;
+        }
+        let reading = ending.is_none() && in_flight.len() < MAX_IN_FLIGHT;
+        tokio::select! {
+            biased;
             _ = shutdown.changed() => return,
-        };
-        let frame = match read {
-            Ok(Some(frame)) => frame,
-            Ok(None) => return,
-            Err(FrameError::TooLarge(max)) => {
-                stats.bad_requests.fetch_add(1, Relaxed);
-                let msg = format!("request larger than {max} bytes; closing the connection");
-                let _ = conn.queue(&p::error_reply(p::ACTION_REQUEST, &(), &msg), config.write_timeout).await;
-                if conn.flush(config.write_timeout).await.is_ok() {
-                    conn.linger_close().await;
+            Some(reply) = in_flight.next() => {
+                let reply: Vec<u8> = reply;
+                if conn.queue(&reply, wt).await.is_err() {
+                    return;
                 }
-                return;
+                if in_flight.is_empty() && !conn.has_buffered_frame() && conn.flush(wt).await.is_err() {
+                    return;
+                }
             }
-            Err(e @ (FrameError::Idle | FrameError::Slow(_))) => {
-                stats.timed_out.fetch_add(1, Relaxed);
-                tracing::debug!(%peer, error = %e, "closing client");
-                return;
-            }
-            Err(FrameError::Io(e)) => {
-                tracing::debug!(%peer, error = %e, "client connection failed");
-                return;
-            }
-        };
-        stats.requests.fetch_add(1, Relaxed);
-        let (reply, close) = match p::parse(&frame) {
-            Ok(Request::Close) => (Vec::new(), true),
-            Ok(request) => (execute(request, &node, &stats).await, false),
-            Err(bad) => {
-                stats.bad_requests.fetch_add(1, Relaxed);
-                tracing::debug!(%peer, error = %bad.error, "bad request");
-                (bad.encode(), bad.fatal)
-            }
-        };
-        if conn.queue(&reply, config.write_timeout).await.is_err() {
-            return;
+            read = conn.read_frame(config.idle_timeout, config.request_timeout), if reading => match read {
+                Ok(Some(frame)) => {
+                    stats.requests.fetch_add(1, Relaxed);
+                    match p::parse(&frame) {
+                        Ok(Request::Close) => ending = Some(Ending::Close),
+                        Ok(request) => in_flight.push_back(answer(Ok(request), &node, &stats)),
+                        Err(bad) => {
+                            stats.bad_requests.fetch_add(1, Relaxed);
+                            tracing::debug!(%peer, error = %bad.error, "bad request");
+                            if bad.fatal {
+                                ending = Some(Ending::Linger);
+                            }
+                            in_flight.push_back(answer(Err(bad.encode()), &node, &stats));
+                        }
+                    }
+                }
+                Ok(None) => ending = Some(Ending::Close),
+                Err(FrameError::TooLarge(max)) => {
+                    stats.bad_requests.fetch_add(1, Relaxed);
+                    let msg = format!("request larger than {max} bytes; closing the connection");
+                    in_flight.push_back(answer(Err(p::error_reply(p::ACTION_REQUEST, &(), &msg)), &node, &stats));
+                    ending = Some(Ending::Linger);
+                }
+                Err(e @ (FrameError::Idle | FrameError::Slow(_))) => {
+                    stats.timed_out.fetch_add(1, Relaxed);
+                    tracing::debug!(%peer, error = %e, "closing client");
+                    return;
+                }
+                Err(FrameError::Io(e)) => {
+                    tracing::debug!(%peer, error = %e, "client connection failed");
+                    return;
+                }
+            },
         }
-        if (close || !conn.has_buffered_frame()) && conn.flush(config.write_timeout).await.is_err() {
-            return;
-        }
-        if close {
-            if reply.is_empty() {
-                return; // type 1: the client asked to close
-            }
-            conn.linger_close().await; // malformed JSON: answered, then closed
-            return;
-        }
+    }
+    if conn.flush(wt).await.is_ok() && ending == Some(Ending::Linger) {
+        conn.linger_close().await;
+    }
+}
+
+/// The reply to a parsed request (or the error reply of a bad one, already encoded).
+async fn answer(parsed: Result<Request, Vec<u8>>, node: &NodeHandle, stats: &ManagerStats) -> Vec<u8> {
+    match parsed {
+        Ok(request) => execute(request, node, stats).await,
+        Err(reply) => reply,
     }
 }
 

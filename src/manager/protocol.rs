@@ -344,20 +344,20 @@ impl Serialize for RecordView<'_> {
 }
 
 /// The whole table as a map key -> record.
-pub struct TableView<'a>(pub &'a [(String, Arc<PeerRecord>)]);
+pub struct TableView<'a>(pub &'a [(Arc<str>, Arc<PeerRecord>)]);
 
 impl Serialize for TableView<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(self.0.len()))?;
         for (k, r) in self.0 {
-            m.serialize_entry(k, &RecordView(r))?;
+            m.serialize_entry(&**k, &RecordView(r))?;
         }
         m.end()
     }
 }
 
 /// The table as the original sent it: a bare pickle of a dict, no framing.
-pub fn table_pickle(table: &[(String, Arc<PeerRecord>)]) -> Vec<u8> {
+pub fn table_pickle(table: &[(Arc<str>, Arc<PeerRecord>)]) -> Vec<u8> {
     serde_pickle::to_vec(&TableView(table), serde_pickle::SerOptions::new()).expect("records always pickle")
 }
 

@@ -45,6 +45,8 @@ pub(super) enum StoreEvent {
 pub(super) struct Actor {
     pub(super) config: NodeConfig,
     pub(super) peer_id: PeerId,
+    /// The peer id as text: the own record's key (kept, as encoding it costs more than a get).
+    own_key: String,
     pub(super) table: Table,
     store: Store,
     pub(super) net: Network,
@@ -71,10 +73,8 @@ impl Actor {
         config: NodeConfig,
         keypair: Keypair,
         store: Store,
-        entries: Vec<Entry>,
+        table: Table,
     ) -> Result<Self, NodeError> {
-        let node_id = net::node_id_of(&keypair)?;
-        let table = Table::load(node_id, config.table, entries);
         let net = Network::start(
             keypair,
             NetConfig {
@@ -88,6 +88,7 @@ impl Actor {
         let (store_events, store_events_rx) = mpsc::channel(STORE_EVENTS);
         Ok(Actor {
             peer_id: net.local_peer_id(),
+            own_key: net.local_peer_id().to_string(),
             config,
             table,
             store,
@@ -212,7 +213,7 @@ impl Actor {
                 let _ = reply.send(all);
             }
             Command::OwnRecord { reply } => {
-                let _ = reply.send(self.table.get(&self.peer_id.to_string()).cloned());
+                let _ = reply.send(self.table.get(&self.own_key).cloned());
             }
             Command::Status { reply } => {
                 let _ = reply.send(self.status());
@@ -307,7 +308,7 @@ impl Actor {
 
     /// Puts (or refreshes) this node's own record: key = peer id, `lastConnectionOn` = now.
     pub(super) async fn write_own_record(&mut self) {
-        let key = self.peer_id.to_string();
+        let key = self.own_key.clone();
         let advertised = self.net.advertised_addrs();
         let configured = self.config.announce.iter().chain(&self.config.listen);
         // Prefer an address others can reach: announced, then non-loopback listen addresses.

@@ -13,7 +13,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::core::{PeerFields, PeerRecord, TableConfig, TableStats};
+use crate::core::{PeerFields, PeerRecord, Table, TableConfig, TableStats};
 use crate::manager::{self, ManagerConfig, ManagerError};
 use crate::net::{self, Multiaddr, NetError, NetStats};
 use crate::store::{self, StoreError};
@@ -149,7 +149,7 @@ pub enum Command {
     },
     /// Every live record; cheap (the records are shared, not copied).
     Snapshot {
-        reply: oneshot::Sender<Vec<(String, Arc<PeerRecord>)>>,
+        reply: oneshot::Sender<Vec<(Arc<str>, Arc<PeerRecord>)>>,
     },
     OwnRecord {
         reply: oneshot::Sender<Option<Arc<PeerRecord>>>,
@@ -205,7 +205,7 @@ impl NodeHandle {
         self.ask(|reply| Command::Get { key, reply }).await
     }
 
-    pub async fn snapshot(&self) -> Result<Vec<(String, Arc<PeerRecord>)>, NodeError> {
+    pub async fn snapshot(&self) -> Result<Vec<(Arc<str>, Arc<PeerRecord>)>, NodeError> {
         self.ask(|reply| Command::Snapshot { reply }).await
     }
 
@@ -248,11 +248,13 @@ impl RunningNode {
     pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         manager::check_loopback(config.manager_addr)?;
         let dir = config.data_dir.clone();
-        let (keypair, store, entries) = tokio::task::spawn_blocking(move || {
+        let table_config = config.table;
+        let (keypair, store, table) = tokio::task::spawn_blocking(move || {
             let key_bytes = store::load_or_create_identity(&dir, net::generate_identity)?;
             let keypair = net::decode_identity(&key_bytes)?;
-            let (store, entries) = store::Store::open(&dir)?;
-            Ok::<_, NodeError>((keypair, store, entries))
+            let mut table = Table::new(net::node_id_of(&keypair)?, table_config);
+            let store = store::Store::open(&dir, |e| table.load_entry(e))?;
+            Ok::<_, NodeError>((keypair, store, table))
         })
         .await
         .expect("start-up task panicked")?;
@@ -262,7 +264,7 @@ impl RunningNode {
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let handle = NodeHandle { commands };
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let actor = actor::Actor::new(config.clone(), keypair, store, entries)?;
+        let actor = actor::Actor::new(config.clone(), keypair, store, table)?;
         let peer_id = actor.peer_id().to_string();
         tracing::info!(%peer_id, manager = %manager_addr, records = actor.table_len(), "node started");
         let task = tokio::spawn(actor.run(command_rx, shutdown_rx.clone()));

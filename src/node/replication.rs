@@ -161,7 +161,7 @@ impl Actor {
         {
             return;
         }
-        let (session, request) = Session::start(&self.table);
+        let (session, request) = Session::start(&self.table, rand::random());
         self.sessions.insert(peer, session);
         self.net.request_sync(&peer, request);
     }

@@ -90,30 +90,29 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the table in `dir` and returns it with every stored entry.
-    pub fn open(dir: &Path) -> Result<(Store, Vec<Entry>), StoreError> {
+    /// Opens (or creates) the table in `dir`, handing every stored entry to `load` (streamed, so
+    /// the table is never held twice in memory).
+    pub fn open(dir: &Path, mut load: impl FnMut(Entry)) -> Result<Store, StoreError> {
         ensure_dir(dir)?;
         let db =
             Database::builder().set_cache_size(CACHE_BYTES).create(dir.join(TABLE_FILE)).map_err(db_err)?;
-        let entries = {
+        {
             let txn = db.begin_write().map_err(db_err)?;
             txn.open_table(ENTRIES).map_err(db_err)?; // creates it on first start
             txn.commit().map_err(db_err)?;
             let read = db.begin_read().map_err(db_err)?;
             let table = read.open_table(ENTRIES).map_err(db_err)?;
-            let mut out = Vec::new();
             for row in table.iter().map_err(db_err)? {
                 let (k, v) = row.map_err(db_err)?;
-                out.push(decode(k.value(), v.value())?);
+                load(decode(k.value(), v.value())?);
             }
-            out
-        };
+        }
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let writer = std::thread::Builder::new()
             .name("udht-store".into())
             .spawn(move || writer_loop(db, rx))
             .map_err(|e| StoreError::DataDir { path: dir.to_owned(), source: e })?;
-        Ok((Store { jobs: Some(tx), writer: Some(writer) }, entries))
+        Ok(Store { jobs: Some(tx), writer: Some(writer) })
     }
 
     /// Queues a job; waits while the queue is full.
@@ -214,8 +213,7 @@ mod tests {
         let b = t.put("b".into(), record(), 1000);
         let tomb = t.remove("b", 1001).unwrap();
         {
-            let (store, loaded) = Store::open(dir.path()).unwrap();
-            assert!(loaded.is_empty());
+            let store = Store::open(dir.path(), |e| panic!("a new store holds nothing, got {e:?}")).unwrap();
             let (tx, rx) = tokio::sync::oneshot::channel();
             store
                 .write(WriteJob { puts: vec![a.clone(), b], deletes: vec![], on_durable: None })
@@ -234,7 +232,8 @@ mod tests {
             assert!(rx.await.unwrap());
             store.close().await;
         }
-        let (_store, mut loaded) = Store::open(dir.path()).unwrap();
+        let mut loaded = Vec::new();
+        let _store = Store::open(dir.path(), |e| loaded.push(e)).unwrap();
         loaded.sort_by(|x, y| x.key.cmp(&y.key));
         assert_eq!(loaded, vec![a, tomb]);
         let reloaded = Table::load(NodeId([1; 32]), TableConfig::default(), loaded);
