@@ -279,8 +279,8 @@ async fn malformed_sync_requests_are_refused_and_the_victim_keeps_serving() {
     let sync = RogueRequest::Sync;
     let requests = vec![
         RogueRequest::Raw(ByteBuf::from(random_bytes(4096))),
-        // Over the victim's 2 MiB request limit.
-        RogueRequest::Raw(ByteBuf::from(random_bytes(3 << 20))),
+        // Over the victim's 4 MiB request limit.
+        RogueRequest::Raw(ByteBuf::from(random_bytes(5 << 20))),
         sync(SyncRequest::Root { root: ByteBuf::from(vec![1; 3]) }),
         sync(SyncRequest::Buckets { hashes: ByteBuf::from(vec![7; 7]) }),
         sync(SyncRequest::Pull { buckets: vec![60000] }),

@@ -36,7 +36,7 @@ const MESH_OUTBOUND_MIN: usize = 2;
 /// Anti-entropy requests that take longer than this fail, and the session is dropped.
 const SYNC_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Concurrent anti-entropy streams per connection.
-const SYNC_MAX_STREAMS: usize = 16;
+const SYNC_MAX_STREAMS: usize = 4;
 /// Connection limits: bounded file descriptors and memory whatever peers do.
 const MAX_ESTABLISHED_INCOMING: u32 = 256;
 const MAX_PENDING_INCOMING: u32 = 64;
