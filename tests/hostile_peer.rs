@@ -102,6 +102,9 @@ async fn run_rogue(
 ) {
     swarm.dial(addr.with(Protocol::P2p(victim))).expect("rogue dials the victim");
     let mut attack = Some(attack);
+    // Requests go one at a time, the next when the previous has an outcome: the victim serves a
+    // few streams per connection at once, and each refusal is to be seen.
+    let mut queued: std::collections::VecDeque<RogueRequest> = Default::default();
     loop {
         let event = tokio::select! {
             _ = &mut stop => return,
@@ -117,8 +120,9 @@ async fn run_rogue(
                         log.publish_errors.push(e.to_string());
                     }
                 }
-                for request in attack.requests {
-                    swarm.behaviour_mut().sync.send_request(&victim, request);
+                queued.extend(attack.requests);
+                if let Some(first) = queued.pop_front() {
+                    swarm.behaviour_mut().sync.send_request(&victim, first);
                 }
             }
             RogueEvent::Sync(request_response::Event::Message { message, .. }) => match message {
@@ -129,10 +133,18 @@ async fn run_rogue(
                     let _ = swarm.behaviour_mut().sync.send_response(channel, garbage);
                     log.victim_requests_answered += 1;
                 }
-                request_response::Message::Response { response, .. } => log.responses.push(response),
+                request_response::Message::Response { response, .. } => {
+                    log.responses.push(response);
+                    if let Some(next) = queued.pop_front() {
+                        swarm.behaviour_mut().sync.send_request(&victim, next);
+                    }
+                }
             },
             RogueEvent::Sync(request_response::Event::OutboundFailure { error, .. }) => {
-                log.request_failures.push(error.to_string())
+                log.request_failures.push(error.to_string());
+                if let Some(next) = queued.pop_front() {
+                    swarm.behaviour_mut().sync.send_request(&victim, next);
+                }
             }
             _ => {}
         }
