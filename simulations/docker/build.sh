@@ -38,19 +38,24 @@ check_static() {
 }
 
 # The build context holds only the Dockerfile and the binary (not the repo, not target/).
+CONTEXT=""
+trap 'rm -rf "$CONTEXT"' EXIT
 build_image() {
-  local context
-  context="$(mktemp -d)"
-  # shellcheck disable=SC2064  # expand now: the directory is known now
-  trap "rm -rf '$context'" RETURN
-  cp "$ROOT/simulations/docker/Dockerfile" "$context/Dockerfile"
+  CONTEXT="$(mktemp -d)"
+  cp "$ROOT/simulations/docker/Dockerfile" "$CONTEXT/Dockerfile"
   if [ "${STRIP:-1}" = 1 ] && command -v strip >/dev/null; then
-    strip --strip-debug -o "$context/udht-node" "$BINARY"
+    strip --strip-debug -o "$CONTEXT/udht-node" "$BINARY"
   else
-    cp "$BINARY" "$context/udht-node"
+    cp "$BINARY" "$CONTEXT/udht-node"
   fi
+  local old
+  old="$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)"
   log "docker build -t $IMAGE"
-  docker build --quiet -t "$IMAGE" "$context" >/dev/null
+  docker build --quiet -t "$IMAGE" "$CONTEXT" >/dev/null
+  # The previous build, now untagged: removed unless a container still uses it.
+  if [ -n "$old" ] && [ "$old" != "$(docker image inspect -f '{{.Id}}' "$IMAGE")" ]; then
+    docker image rm "$old" >/dev/null 2>&1 || true
+  fi
 }
 
 build_binary

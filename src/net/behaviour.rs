@@ -41,6 +41,10 @@ const SYNC_MAX_STREAMS: usize = 4;
 const MAX_ESTABLISHED_INCOMING: u32 = 256;
 const MAX_PENDING_INCOMING: u32 = 64;
 const MAX_ESTABLISHED_PER_PEER: u32 = 2;
+/// Pings find dead connections (a cut cable, a paused container): a connection whose pings fail
+/// is closed (see `Network::handle`), so the node notices and re-dials.
+const PING_INTERVAL: Duration = Duration::from_secs(5);
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// Kademlia: how often to refresh the routing table with a random walk.
 const KAD_BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(60);
 const KAD_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -178,7 +182,9 @@ pub fn build_swarm(
                 gossipsub: gossipsub(key, protocols).map_err(Box::new)?,
                 kad,
                 identify,
-                ping: ping::Behaviour::default(),
+                ping: ping::Behaviour::new(
+                    ping::Config::new().with_interval(PING_INTERVAL).with_timeout(PING_TIMEOUT),
+                ),
                 sync,
             })
         })

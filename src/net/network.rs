@@ -110,6 +110,8 @@ pub struct NetStats {
     pub sync_inbound_failures: u64,
     pub sync_outbound_failures: u64,
     pub dials: u64,
+    /// Connections closed because their pings failed.
+    pub dead_connections_closed: u64,
 }
 
 /// The swarm and its connectivity state.
@@ -391,6 +393,19 @@ impl Network {
                 None
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.handle_sync(event),
+            // A peer without ping (`Unsupported`) is not dead; a timeout or a broken stream is.
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(libp2p::ping::Event {
+                peer,
+                connection,
+                result: Err(error @ (libp2p::ping::Failure::Timeout | libp2p::ping::Failure::Other { .. })),
+            })) => {
+                // libp2p keeps a connection whose pings fail; a dead link must go, so that
+                // `maintain` re-dials (over another route if there is one).
+                tracing::info!(%peer, %error, "ping failed; closing the connection");
+                self.stats.dead_connections_closed += 1;
+                self.swarm.close_connection(connection);
+                None
+            }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(?peer_id, %error, "outgoing connection failed");
                 None

@@ -35,6 +35,10 @@ impl Actor {
             NetEvent::PeerDisconnected(peer) => {
                 tracing::debug!(%peer, "disconnected");
                 self.sessions.remove(&peer);
+                // Strikes are kept only for connected (or banned) peers, so the map stays bounded.
+                if !self.bans.contains_key(&peer) {
+                    self.strikes.remove(&peer);
+                }
             }
             NetEvent::Gossip { from, id, data } => self.on_gossip(from, id, &data).await,
             NetEvent::MalformedSyncRequest { peer, reason, responder } => {

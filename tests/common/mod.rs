@@ -1,15 +1,18 @@
 //! Shared harness for integration tests: an in-process node on an ephemeral loopback port, and a
-//! raw TCP client of its manager socket that writes exact bytes and reads exact bytes.
+//! raw TCP client of its manager socket that writes exact bytes and reads exact bytes; plus the
+//! manager protocol's transcript requests and replies and the reply checks the `manager_*` tests
+//! share.
 //!
 //! Every read has a deadline, so a missing reply fails the test instead of hanging it.
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -274,4 +277,94 @@ pub fn assert_timestamp(s: &str) {
     assert!((2020..2200).contains(&year), "timestamp {s:?} has an implausible year");
     assert!((1..=12).contains(&month) && (1..=31).contains(&day), "timestamp {s:?} has an impossible date");
     assert!(hour < 24 && min < 60 && sec < 61, "timestamp {s:?} has an impossible time");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The manager protocol, shared by the `manager_*` tests: the spec transcript's exact replies and
+// first-revision requests, request builders, and reply checks.
+
+// Exact replies the spec's transcript gives.
+pub const ADD_OK: &str = "{\"action\": \"peer add\", \"result\": \"completed\", \"data\": true}\n";
+pub const ADD_EXISTS: &str = "{\"action\": \"peer add\", \"result\": \"error\", \"data\": false}\n";
+pub const GET_MISSING: &str = "{\"action\": \"peer get\", \"result\": \"error\", \"data\": null}\n";
+pub const UPDATE_OK: &str = "{\"action\": \"peer update\", \"result\": \"completed\", \"data\": true}\n";
+pub const UPDATE_MISSING: &str = "{\"action\": \"peer update\", \"result\": \"error\", \"data\": false}\n";
+pub const REMOVE_OK: &str = "{\"action\": \"peer remove\", \"result\": \"completed\", \"data\": null}\n";
+pub const REMOVE_MISSING: &str = "{\"action\": \"peer remove\", \"result\": \"error\", \"data\": null}\n";
+
+// Requests of the first revision, exactly as in the transcript (compact, no trailing newline).
+pub const FELIPE_ADD: &[u8] =
+    br#"{"message_type":3,"data":{"peer_ip":"101.3.4.2","peer_port":"8001","peer_name":"Felipe Nunes"}}"#;
+pub const FELIPE_GET: &[u8] = br#"{"message_type":7,"data":{"peer_ip":"101.3.4.2"}}"#;
+pub const FELIPE_UPDATE: &[u8] =
+    br#"{"message_type":6,"data":{"peer_ip":"101.3.4.2","peer_port":"8002","peer_name":"F"}}"#;
+pub const FELIPE_REMOVE: &[u8] = br#"{"message_type":4,"data":{"peer_ip":"101.3.4.2"}}"#;
+pub const MISSING_GET: &[u8] = br#"{"message_type":7,"data":{"peer_ip":"9.9.9.9"}}"#;
+pub const MISSING_UPDATE: &[u8] =
+    br#"{"message_type":6,"data":{"peer_ip":"9.9.9.9","peer_port":"8002","peer_name":"F"}}"#;
+pub const MISSING_REMOVE: &[u8] = br#"{"message_type":4,"data":{"peer_ip":"9.9.9.9"}}"#;
+pub const CLOSE: &[u8] = br#"{"message_type":1}"#;
+pub const TABLE_PICKLE: &[u8] = br#"{"message_type":2}"#;
+pub const TABLE_JSON: &[u8] = br#"{"message_type": 2, "format": "json"}"#;
+pub const PEER_ID: &[u8] = br#"{"message_type":8}"#;
+pub const STATUS: &[u8] = br#"{"message_type":9}"#;
+
+/// A first-revision add.
+pub fn add_req(ip: &str, port: &str, name: &str) -> Vec<u8> {
+    json!({"message_type": 3, "data": {"peer_ip": ip, "peer_port": port, "peer_name": name}})
+        .to_string()
+        .into_bytes()
+}
+
+/// A first-revision get.
+pub fn get_req(ip: &str) -> Vec<u8> {
+    json!({"message_type": 7, "data": {"peer_ip": ip}}).to_string().into_bytes()
+}
+
+/// The `data` of a reply line, after checking it is a completed reply of `action`.
+pub fn completed_data(reply: &Value, action: &str) -> Value {
+    assert_eq!(reply["action"], action, "reply: {reply}");
+    assert_eq!(reply["result"], "completed", "reply: {reply}");
+    reply["data"].clone()
+}
+
+/// The exact first-revision `peer get` reply, for the timestamps the record actually has.
+pub fn expected_rev1_get(name: &str, ip: &str, port: &str, record: &Value) -> String {
+    let ts =
+        |f: &str| record[f].as_str().unwrap_or_else(|| panic!("`{f}` is not a string: {record}")).to_owned();
+    format!(
+        "{{\"action\": \"peer get\", \"result\": \"completed\", \"data\": {{\"name\": \"{name}\", \"ip\": \"{ip}\", \
+         \"port\": \"{port}\", \"createdAt\": \"{}\", \"updatedAt\": \"{}\", \"lastConnectionOn\": \"{}\"}}}}\n",
+        ts("createdAt"),
+        ts("updatedAt"),
+        ts("lastConnectionOn")
+    )
+}
+
+pub fn keys_of(v: &Value) -> BTreeSet<String> {
+    v.as_object().unwrap_or_else(|| panic!("not an object: {v}")).keys().cloned().collect()
+}
+
+pub fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// The node still answers: on `conn` (if given) and on a fresh connection.
+pub async fn assert_still_serving(conn: Option<&mut Conn>, node: &udht::RunningNode) {
+    if let Some(conn) = conn {
+        let reply = conn.request_json(PEER_ID).await;
+        assert_eq!(completed_data(&reply, "peer id")["peer_id"], node.peer_id.as_str());
+    }
+    let reply = request_once(node.manager_addr, PEER_ID).await;
+    assert_eq!(completed_data(&reply, "peer id")["peer_id"], node.peer_id.as_str());
+}
+
+pub fn status_of(reply: &Value) -> Value {
+    let data = completed_data(reply, "node status");
+    let digest = data["digest"].as_str().unwrap_or_else(|| panic!("no digest: {data}"));
+    assert_eq!(digest.len(), 32, "digest {digest:?} is not 32 hex digits");
+    assert!(digest.bytes().all(|b| b.is_ascii_hexdigit()), "digest {digest:?} is not hex");
+    assert!(data["listen_addrs"].is_array() && data["connected_peers"].is_array(), "{data}");
+    assert!(data["table_size"].is_u64(), "{data}");
+    data
 }
