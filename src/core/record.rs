@@ -134,12 +134,38 @@ impl PeerRecord {
 
 /// Formats microseconds since the epoch as the original's `YYYY-MM-DD HH:MM:SS.ffffff` (UTC).
 pub fn format_micros(us: i64) -> String {
+    let mut buf = [0u8; TIMESTAMP_LEN];
+    String::from_utf8_lossy(format_micros_into(us, &mut buf)).into_owned()
+}
+
+/// Length of a formatted timestamp (for years 0 to 9999).
+pub const TIMESTAMP_LEN: usize = 26;
+
+/// [`format_micros`] into a stack buffer, without allocating (it runs three times per record
+/// shown). Years outside 0..=9999 are clamped.
+pub fn format_micros_into(us: i64, buf: &mut [u8; TIMESTAMP_LEN]) -> &[u8] {
     let secs = us.div_euclid(1_000_000);
     let frac = us.rem_euclid(1_000_000);
-    let days = secs.div_euclid(86_400);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{frac:06}", rem / 3600, (rem / 60) % 60, rem % 60)
+    let y = y.clamp(0, 9999);
+    let mut put = |at: usize, width: usize, mut v: i64| {
+        for i in (at..at + width).rev() {
+            buf[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, y);
+    put(5, 2, m.into());
+    put(8, 2, d.into());
+    put(11, 2, rem / 3600);
+    put(14, 2, (rem / 60) % 60);
+    put(17, 2, rem % 60);
+    put(20, 6, frac);
+    for (i, c) in [(4, b'-'), (7, b'-'), (10, b' '), (13, b':'), (16, b':'), (19, b'.')] {
+        buf[i] = c;
+    }
+    &buf[..]
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day); H. Hinnant's algorithm.

@@ -7,9 +7,11 @@ use std::io;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
+use std::pin::Pin;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::{timeout, timeout_at, Instant};
+
+use tokio::time::{timeout, timeout_at, Instant, Sleep};
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 8 * 1024;
@@ -22,6 +24,8 @@ const SCALAR_SETTLE: Duration = Duration::from_millis(50);
 /// before closing, so the client reads the error instead of a connection reset.
 const LINGER_TIME: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 4 << 20;
+/// "Not armed": a deadline later than any real one.
+const FAR_FUTURE: Duration = Duration::from_secs(86_400);
 
 /// Why no frame could be read.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +125,12 @@ pub struct Connection {
     request_started: Option<Instant>,
     /// A frame found by [`Connection::has_buffered_frame`], returned by the next read.
     pending: Option<Bytes>,
+    /// Fires at the idle or request deadline. Kept for the connection's life and re-armed only
+    /// when it fires early or a deadline moves earlier, so a busy connection registers no timer
+    /// per request.
+    timer: Pin<Box<Sleep>>,
+    /// Where `timer` is armed.
+    timer_at: Instant,
 }
 
 impl Connection {
@@ -134,6 +144,8 @@ impl Connection {
             max_request,
             request_started: None,
             pending: None,
+            timer: Box::pin(tokio::time::sleep_until(Instant::now() + FAR_FUTURE)),
+            timer_at: Instant::now() + FAR_FUTURE,
         }
     }
 
@@ -153,7 +165,11 @@ impl Connection {
             Some(end) if end > self.max_request => Err(FrameError::TooLarge(self.max_request)),
             Some(end) => {
                 self.request_started = None;
-                Ok(Some(self.buf.split_to(end).freeze()))
+                // Copied out (requests are small) so the read buffer stays unshared and is reused
+                // in place, instead of reallocated after every request.
+                let frame = Bytes::copy_from_slice(&self.buf[..end]);
+                self.buf.advance(end);
+                Ok(Some(frame))
             }
             None if self.buf.len() > self.max_request => Err(FrameError::TooLarge(self.max_request)),
             None => Ok(None),
@@ -190,13 +206,34 @@ impl Connection {
                 Some(t) => (t + request, FrameError::Slow(request)),
                 None => (Instant::now() + idle, FrameError::Idle),
             };
+            if deadline < self.timer_at {
+                self.timer.as_mut().reset(deadline);
+                self.timer_at = deadline;
+            }
             self.buf.reserve(READ_CHUNK);
-            match timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
-                Err(_) | Ok(Ok(0)) if scalar => return Ok(Some(self.take_scalar())),
-                Err(_) => return Err(err),
-                Ok(Ok(0)) => return Ok(None),
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(e.into()),
+            let read = tokio::select! {
+                biased;
+                read = self.stream.read_buf(&mut self.buf) => read,
+                _ = &mut self.timer => {
+                    if Instant::now() < deadline {
+                        // Armed for an earlier deadline that has since moved on: wait on.
+                        self.timer.as_mut().reset(deadline);
+                        self.timer_at = deadline;
+                        continue;
+                    }
+                    self.timer_at = Instant::now() + FAR_FUTURE;
+                    self.timer.as_mut().reset(self.timer_at);
+                    if scalar {
+                        return Ok(Some(self.take_scalar()));
+                    }
+                    return Err(err);
+                }
+            };
+            match read {
+                Ok(0) if scalar => return Ok(Some(self.take_scalar())),
+                Ok(0) => return Ok(None),
+                Ok(_) => {}
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -205,7 +242,9 @@ impl Connection {
     fn take_scalar(&mut self) -> Bytes {
         self.scanner = Scanner::default();
         self.request_started = None;
-        self.buf.split().freeze()
+        let frame = Bytes::copy_from_slice(&self.buf);
+        self.buf.clear();
+        frame
     }
 
     /// Closes politely after a refused request: stop writing, drain what the client still sends

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use futures::stream::{FuturesOrdered, StreamExt};
+use futures::future::join_all;
 use serde::Serialize;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -15,14 +15,14 @@ use super::connection::{Connection, FrameError};
 use super::protocol::{self as p, RecordView, Request, TableView};
 use super::{ManagerConfig, ManagerStats, StatsSnapshot};
 
-/// Requests of one connection being served at once. Replies still go out in request order; having
-/// several in flight lets a pipelining client's writes share group commits.
-const MAX_IN_FLIGHT: usize = 64;
+/// Most requests of one connection served at once: when a client has pipelined several, those
+/// already buffered run concurrently (their writes share group commits); replies keep request order.
+const MAX_BATCH: usize = 64;
 
 /// Why a connection stops reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ending {
-    /// Client closed its side, or sent type 1: answer what is in flight, then close.
+    /// Type 1: answer what came before it, then close.
     Close,
     /// Unrecoverable bad input (malformed JSON, oversized): answer, then drain a little and close.
     Linger,
@@ -38,47 +38,39 @@ pub(super) async fn serve_client(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut conn = Connection::new(stream, config.max_request_bytes);
-    let mut in_flight = FuturesOrdered::new();
-    let mut ending = None;
     let wt = config.write_timeout;
+    let mut batch: Vec<Result<Request, Vec<u8>>> = Vec::with_capacity(MAX_BATCH);
     loop {
-        if ending.is_some() && in_flight.is_empty() {
-            break;
-        }
-        let reading = ending.is_none() && in_flight.len() < MAX_IN_FLIGHT;
-        tokio::select! {
-            biased;
+        let read = tokio::select! {
+            r = conn.read_frame(config.idle_timeout, config.request_timeout) => r,
             _ = shutdown.changed() => return,
-            Some(reply) = in_flight.next() => {
-                let reply: Vec<u8> = reply;
-                if conn.queue(&reply, wt).await.is_err() {
-                    return;
-                }
-                if in_flight.is_empty() && !conn.has_buffered_frame() && conn.flush(wt).await.is_err() {
-                    return;
-                }
-            }
-            read = conn.read_frame(config.idle_timeout, config.request_timeout), if reading => match read {
+        };
+        // The first frame, then whatever else is already buffered (a pipelining client).
+        let mut next = read;
+        let mut ending = None;
+        loop {
+            match next {
                 Ok(Some(frame)) => {
                     stats.requests.fetch_add(1, Relaxed);
                     match p::parse(&frame) {
                         Ok(Request::Close) => ending = Some(Ending::Close),
-                        Ok(request) => in_flight.push_back(answer(Ok(request), &node, &stats)),
+                        Ok(request) => batch.push(Ok(request)),
                         Err(bad) => {
                             stats.bad_requests.fetch_add(1, Relaxed);
                             tracing::debug!(%peer, error = %bad.error, "bad request");
                             if bad.fatal {
                                 ending = Some(Ending::Linger);
                             }
-                            in_flight.push_back(answer(Err(bad.encode()), &node, &stats));
+                            batch.push(Err(bad.encode()));
                         }
                     }
                 }
+                Ok(None) if batch.is_empty() => return,
                 Ok(None) => ending = Some(Ending::Close),
                 Err(FrameError::TooLarge(max)) => {
                     stats.bad_requests.fetch_add(1, Relaxed);
                     let msg = format!("request larger than {max} bytes; closing the connection");
-                    in_flight.push_back(answer(Err(p::error_reply(p::ACTION_REQUEST, &(), &msg)), &node, &stats));
+                    batch.push(Err(p::error_reply(p::ACTION_REQUEST, &(), &msg)));
                     ending = Some(Ending::Linger);
                 }
                 Err(e @ (FrameError::Idle | FrameError::Slow(_))) => {
@@ -90,11 +82,30 @@ pub(super) async fn serve_client(
                     tracing::debug!(%peer, error = %e, "client connection failed");
                     return;
                 }
-            },
+            }
+            if ending.is_some() || batch.len() >= MAX_BATCH || !conn.has_buffered_frame() {
+                break;
+            }
+            next = conn.read_frame(config.idle_timeout, config.request_timeout).await;
         }
-    }
-    if conn.flush(wt).await.is_ok() && ending == Some(Ending::Linger) {
-        conn.linger_close().await;
+        let replies: Vec<Vec<u8>> = if batch.len() == 1 {
+            vec![answer(batch.pop().expect("one request"), &node, &stats).await]
+        } else {
+            join_all(batch.drain(..).map(|r| answer(r, &node, &stats))).await
+        };
+        for reply in &replies {
+            if conn.queue(reply, wt).await.is_err() {
+                return;
+            }
+        }
+        if conn.flush(wt).await.is_err() {
+            return;
+        }
+        match ending {
+            Some(Ending::Close) => return,
+            Some(Ending::Linger) => return conn.linger_close().await,
+            None => {}
+        }
     }
 }
 

@@ -9,8 +9,9 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::core::record::{format_micros_into, TIMESTAMP_LEN};
 use crate::core::record::{MAX_PORTS, MAX_STRING_BYTES};
-use crate::core::{format_micros, validate_key, PeerFields, PeerRecord};
+use crate::core::{validate_key, PeerFields, PeerRecord};
 
 /// A well-formed request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -295,7 +296,7 @@ struct Reply<'a, T: Serialize> {
 }
 
 fn encode<T: Serialize>(reply: &Reply<'_, T>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(128);
+    let mut out = Vec::with_capacity(512);
     let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
     reply.serialize(&mut ser).expect("replies always serialize");
     out.push(b'\n');
@@ -336,9 +337,15 @@ impl Serialize for RecordView<'_> {
         if !r.addrs.is_empty() {
             m.serialize_entry("addrs", &r.addrs)?;
         }
-        m.serialize_entry("createdAt", &format_micros(r.created_at))?;
-        m.serialize_entry("updatedAt", &format_micros(r.updated_at))?;
-        m.serialize_entry("lastConnectionOn", &format_micros(r.last_connection_on))?;
+        let mut buf = [0u8; TIMESTAMP_LEN];
+        for (name, us) in [
+            ("createdAt", r.created_at),
+            ("updatedAt", r.updated_at),
+            ("lastConnectionOn", r.last_connection_on),
+        ] {
+            let text = std::str::from_utf8(format_micros_into(us, &mut buf)).expect("digits and punctuation");
+            m.serialize_entry(name, text)?;
+        }
         m.end()
     }
 }

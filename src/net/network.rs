@@ -2,8 +2,12 @@
 //! discovery, keeping enough connections). It hands the node task a few app-level events.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
+use futures::task::AtomicWaker;
 use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
 use libp2p::gossipsub::{self, MessageAcceptance, MessageId, PublishError};
@@ -114,9 +118,30 @@ pub struct NetStats {
     pub dead_connections_closed: u64,
 }
 
+/// Tells the node task that the swarm has something to do (see [`Network::next_event`]).
+#[derive(Default)]
+struct SwarmWake {
+    ready: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for SwarmWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.ready.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
 /// The swarm and its connectivity state.
 pub struct Network {
     swarm: Swarm<Behaviour>,
+    wake: Arc<SwarmWake>,
+    /// The waker the swarm is polled with: it sets `wake.ready`, then wakes the node task.
+    swarm_waker: Waker,
     protocols: Protocols,
     config: NetConfig,
     listen_addrs: Vec<Multiaddr>,
@@ -140,8 +165,11 @@ impl Network {
         for addr in &config.announce {
             swarm.add_external_address(addr.clone());
         }
+        let wake = Arc::new(SwarmWake { ready: AtomicBool::new(true), task: AtomicWaker::new() });
         let mut net = Network {
             swarm,
+            swarm_waker: Waker::from(wake.clone()),
+            wake,
             protocols,
             config,
             listen_addrs: Vec::new(),
@@ -190,17 +218,20 @@ impl Network {
 
     /// Cuts a peer off (both ways) until [`Network::unblock`]: used to make partitions in tests.
     pub fn block(&mut self, peer: PeerId) {
+        self.needs_poll();
         self.blocked.insert(peer);
         self.swarm.behaviour_mut().blocked.block_peer(peer);
     }
 
     pub fn unblock(&mut self, peer: PeerId) {
+        self.needs_poll();
         self.blocked.remove(&peer);
         self.swarm.behaviour_mut().blocked.unblock_peer(peer);
     }
 
     /// Publishes a delta to every subscribed peer. No peers yet is normal, not an error.
     pub fn publish(&mut self, data: Vec<u8>) {
+        self.needs_poll();
         let topic = self.protocols.topic.clone();
         match self.swarm.behaviour_mut().gossipsub.publish(topic, data) {
             Ok(_) => self.stats.gossip_published += 1,
@@ -212,6 +243,7 @@ impl Network {
     }
 
     pub fn report_gossip(&mut self, id: GossipId, verdict: Verdict) {
+        self.needs_poll();
         let acceptance = match verdict {
             Verdict::Accept => MessageAcceptance::Accept,
             Verdict::Ignore => MessageAcceptance::Ignore,
@@ -228,11 +260,13 @@ impl Network {
     }
 
     pub fn request_sync(&mut self, peer: &PeerId, request: SyncRequest) {
+        self.needs_poll();
         self.stats.sync_requests_sent += 1;
         self.swarm.behaviour_mut().sync.send_request(peer, Inbound::Valid(request));
     }
 
     pub fn respond_sync(&mut self, responder: Responder, response: SyncResponse) {
+        self.needs_poll();
         // Fails only if the peer is gone or timed out; nothing to do then.
         self.stats.sync_responses_sent += 1;
         let _ = self.swarm.behaviour_mut().sync.send_response(responder.0, response);
@@ -241,6 +275,7 @@ impl Network {
     /// Keeps the node connected: re-dials the bootstrap peers when none of them is connected (a
     /// healed partition re-merges by itself) and dials known peers while below the target.
     pub fn maintain(&mut self) {
+        self.needs_poll();
         let connected: HashSet<PeerId> = self.swarm.connected_peers().copied().collect();
         let bootstrap_connected =
             self.bootstrap_peers.values().any(|p| connected.contains(p)) || self.config.bootstrap.is_empty();
@@ -312,15 +347,33 @@ impl Network {
         }
     }
 
+    /// The swarm has work queued by a call from the node task: poll it on the next turn.
+    fn needs_poll(&self) {
+        self.wake.ready.store(true, Ordering::Release);
+    }
+
     /// The next event the node task should see; everything else is handled here.
-    /// Cancel-safe: the only await is on the swarm's next event.
+    /// Cancel-safe: nothing is held across polls.
     pub async fn next_event(&mut self) -> NetEvent {
-        loop {
-            let event = self.swarm.select_next_some().await;
-            if let Some(e) = self.handle(event) {
-                return e;
+        std::future::poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    /// Polls the swarm only if something woke it (or we called into it) since it last returned
+    /// `Pending`: polling an idle swarm costs more than serving a get, and the node task is woken
+    /// for every manager command.
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<NetEvent> {
+        self.wake.task.register(cx.waker());
+        let waker = self.swarm_waker.clone();
+        while self.wake.ready.swap(false, Ordering::AcqRel) {
+            let mut inner = Context::from_waker(&waker);
+            while let Poll::Ready(Some(event)) = self.swarm.poll_next_unpin(&mut inner) {
+                if let Some(e) = self.handle(event) {
+                    self.needs_poll(); // more may be queued
+                    return Poll::Ready(e);
+                }
             }
         }
+        Poll::Pending
     }
 
     fn handle(&mut self, event: SwarmEvent<BehaviourEvent>) -> Option<NetEvent> {

@@ -22,6 +22,8 @@ use super::{Command, NodeConfig, NodeError, Status, SyncStats};
 const STORE_EVENTS: usize = 2 * crate::store::WRITE_QUEUE + crate::store::MAX_GROUP;
 /// Most pending [`Command::WaitForKey`] calls; more are refused (their reply is dropped).
 const MAX_WAITERS: usize = 65_536;
+/// Commands served in a row before the network, the store's events and the timers get a turn.
+const COMMAND_BURST: usize = 64;
 /// How often connectivity is checked (re-dial bootstrap peers when cut off, find more peers).
 const MAINTAIN_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -126,14 +128,21 @@ impl Actor {
         let mut maintain = interval(MAINTAIN_INTERVAL);
         let flush: Pin<&mut Sleep> = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
         let mut flush = flush;
+        let mut burst = 0;
         let result = loop {
             if let Some(at) = self.flush_at {
                 flush.as_mut().reset(at);
             }
+            // Biased: a waiting client's command comes first (polling the swarm costs more than a
+            // get), but after COMMAND_BURST commands in a row every other source gets a turn.
             tokio::select! {
+                biased;
+                Some(cmd) = commands.recv(), if burst < COMMAND_BURST => {
+                    burst += 1;
+                    self.handle(cmd).await;
+                    continue;
+                }
                 _ = shutdown.changed() => break Ok(()),
-                Some(cmd) = commands.recv() => self.handle(cmd).await,
-                event = self.net.next_event() => self.on_net_event(event).await,
                 Some(event) = self.store_events_rx.recv() => match event {
                     StoreEvent::Durable(entries, origin) => self.on_durable(entries, origin),
                     StoreEvent::Failed(e) => {
@@ -141,12 +150,16 @@ impl Actor {
                         break Err(NodeError::NotDurable(e));
                     }
                 },
+                event = self.net.next_event() => self.on_net_event(event).await,
                 _ = &mut flush, if self.flush_at.is_some() => self.flush_outbox(),
                 _ = sync.tick() => self.sync_with_random_peer(),
                 _ = maintain.tick() => self.maintain(),
                 _ = refresh.tick() => self.write_own_record().await,
                 _ = gc.tick() => self.collect_tombstones().await,
+                // Nothing else was ready: commands may go first again.
+                _ = std::future::ready(()), if burst >= COMMAND_BURST => {}
             }
+            burst = 0;
         };
         drop(commands);
         self.store.close().await;
