@@ -35,15 +35,20 @@ pub(super) async fn serve_client(
     node: NodeHandle,
     config: ManagerConfig,
     stats: Arc<ManagerStats>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let mut conn = Connection::new(stream, config.max_request_bytes);
     let wt = config.write_timeout;
     let mut batch: Vec<Result<Request, Vec<u8>>> = Vec::with_capacity(MAX_BATCH);
+    // Made once per connection, not per request (each `changed()` registers a waiter).
+    let mut stop = std::pin::pin!(async move {
+        let mut shutdown = shutdown;
+        let _ = shutdown.changed().await;
+    });
     loop {
         let read = tokio::select! {
             r = conn.read_frame(config.idle_timeout, config.request_timeout) => r,
-            _ = shutdown.changed() => return,
+            _ = &mut stop => return,
         };
         // The first frame, then whatever else is already buffered (a pipelining client).
         let mut next = read;

@@ -119,7 +119,7 @@ impl Actor {
     pub(super) async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: watch::Receiver<bool>,
     ) -> Result<(), NodeError> {
         self.write_own_record().await;
         let mut refresh = interval(self.config.refresh_interval);
@@ -128,6 +128,11 @@ impl Actor {
         let mut maintain = interval(MAINTAIN_INTERVAL);
         let flush: Pin<&mut Sleep> = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
         let mut flush = flush;
+        // Made once: a `changed()` future per turn would register and deregister each time.
+        let mut stop = std::pin::pin!(async move {
+            let mut shutdown = shutdown;
+            let _ = shutdown.changed().await;
+        });
         let mut burst = 0;
         let result = loop {
             if let Some(at) = self.flush_at {
@@ -142,7 +147,7 @@ impl Actor {
                     self.handle(cmd).await;
                     continue;
                 }
-                _ = shutdown.changed() => break Ok(()),
+                _ = &mut stop => break Ok(()),
                 Some(event) = self.store_events_rx.recv() => match event {
                     StoreEvent::Durable(entries, origin) => self.on_durable(entries, origin),
                     StoreEvent::Failed(e) => {

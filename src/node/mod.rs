@@ -185,7 +185,14 @@ pub struct NodeHandle {
 impl NodeHandle {
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, NodeError> {
         let (tx, rx) = oneshot::channel();
-        self.commands.send(make(tx)).await.map_err(|_| NodeError::ShuttingDown)?;
+        // The queue is rarely full: try without waiting first, wait only if it is.
+        match self.commands.try_send(make(tx)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(cmd)) => {
+                self.commands.send(cmd).await.map_err(|_| NodeError::ShuttingDown)?
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(NodeError::ShuttingDown),
+        }
         rx.await.map_err(|_| NodeError::ShuttingDown)
     }
 
