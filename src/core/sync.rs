@@ -224,10 +224,6 @@ impl Session {
         (s, SyncRequest::Root { root: hash_bytes(table.root()) })
     }
 
-    pub fn is_done(&self) -> bool {
-        self.phase == Phase::Done
-    }
-
     /// Handles a response: returns the next step, the entries a pull changed (to persist) and how
     /// many pulled entries were refused.
     pub fn on_response(

@@ -368,9 +368,6 @@ pub fn table_pickle(table: &[(Arc<str>, Arc<PeerRecord>)]) -> Vec<u8> {
     serde_pickle::to_vec(&TableView(table), serde_pickle::SerOptions::new()).expect("records always pickle")
 }
 
-/// Capped field lengths and counts, re-exported for clients and tests.
-pub use crate::core::record::MAX_KEY_BYTES;
-
 #[cfg(test)]
 mod tests {
     use super::*;

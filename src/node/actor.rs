@@ -14,6 +14,7 @@ use crate::core::{digest_hex, now_micros, now_millis, Entry, PeerFields, PeerRec
 use crate::net::{self, GossipId, Keypair, NetConfig, Network, PeerId, Verdict};
 use crate::store::{Store, StoreError, WriteJob};
 
+use super::replication::MAX_REGOSSIP_ENTRIES;
 use super::{Command, NodeConfig, NodeError, Status, SyncStats};
 
 /// Durable entries waiting to be propagated. Sent with `try_send` from the store's thread, so it
@@ -296,7 +297,13 @@ impl Actor {
             }
         }
         let events = self.store_events.clone();
-        let durable = entries.clone();
+        // Kept for after the commit only if they will be published (see `on_durable`).
+        let publish = match origin {
+            Origin::Local => true,
+            Origin::Repair => entries.len() <= MAX_REGOSSIP_ENTRIES,
+            Origin::Gossip(_) => false,
+        };
+        let durable = if publish { entries.clone() } else { Vec::new() };
         let job = WriteJob {
             puts: entries,
             deletes: Vec::new(),
@@ -320,7 +327,7 @@ impl Actor {
         match origin {
             Origin::Local => self.queue_gossip(entries),
             Origin::Gossip(id) => self.net.report_gossip(id, Verdict::Accept),
-            Origin::Repair => self.regossip_repair(entries),
+            Origin::Repair => self.queue_gossip(entries),
         }
     }
 

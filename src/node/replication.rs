@@ -19,7 +19,7 @@ const GOSSIP_BATCH_DELAY: Duration = Duration::from_millis(2);
 const MAX_SYNC_SESSIONS: usize = 8;
 /// A repair this small is also gossiped, so a healed partition spreads at gossip speed; larger
 /// repairs (a join) are left to each node's own anti-entropy rather than flooding the mesh.
-const MAX_REGOSSIP_ENTRIES: usize = 256;
+pub(super) const MAX_REGOSSIP_ENTRIES: usize = 256;
 /// Bad messages tolerated from one peer before it is banned.
 const MAX_STRIKES: u32 = 16;
 /// How long a ban lasts.
@@ -137,14 +137,11 @@ impl Actor {
         self.persist(changed, Origin::Repair, |_| {}).await;
     }
 
-    pub(super) fn regossip_repair(&mut self, entries: Vec<Entry>) {
-        if entries.len() <= MAX_REGOSSIP_ENTRIES {
-            self.queue_gossip(entries);
-        }
-    }
-
     /// Adds durable entries to the next delta; the first one arms the batch timer.
     pub(super) fn queue_gossip(&mut self, entries: Vec<Entry>) {
+        if entries.is_empty() {
+            return;
+        }
         self.outbox.extend(entries);
         if self.flush_at.is_none() {
             self.flush_at = Some(Instant::now() + GOSSIP_BATCH_DELAY);
