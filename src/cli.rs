@@ -45,6 +45,12 @@ pub struct Cli {
     /// How often to run anti-entropy with a random peer, e.g. 10s or 500ms.
     #[arg(long, env = "UDHT_SYNC_INTERVAL", default_value = "10s", value_parser = duration)]
     pub sync_interval: Duration,
+    /// Remote writes stamped further than this ahead of the local clock are refused.
+    #[arg(long, env = "UDHT_MAX_CLOCK_SKEW", default_value = "60s", value_parser = duration)]
+    pub max_clock_skew: Duration,
+    /// How long a removal's tombstone is kept (longer than any partition should last), e.g. 7d.
+    #[arg(long, env = "UDHT_TOMBSTONE_GRACE", default_value = "7d", value_parser = duration)]
+    pub tombstone_grace: Duration,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -97,7 +103,7 @@ fn multiaddr(s: &str) -> Result<Multiaddr, String> {
     parse_multiaddr(s).map_err(|e| e.to_string())
 }
 
-/// A duration such as `10s`, `500ms` or `2m`.
+/// A duration such as `500ms`, `10s`, `2m`, `6h` or `7d`.
 fn duration(s: &str) -> Result<Duration, String> {
     let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
     let (n, unit) = s.split_at(split);
@@ -106,9 +112,11 @@ fn duration(s: &str) -> Result<Duration, String> {
         "ms" => n / 1000.0,
         "s" | "" => n,
         "m" => n * 60.0,
-        _ => return Err(format!("bad duration unit in {s:?}: use ms, s or m")),
+        "h" => n * 3600.0,
+        "d" => n * 86_400.0,
+        _ => return Err(format!("bad duration unit in {s:?}: use ms, s, m, h or d")),
     };
-    if !(secs > 0.0 && secs < 86_400.0) {
+    if !(secs > 0.0 && secs <= 365.0 * 86_400.0) {
         return Err(format!("duration {s:?} out of range"));
     }
     Ok(Duration::from_secs_f64(secs))
@@ -140,6 +148,8 @@ impl Cli {
         c.name = self.name.clone();
         c.network_id = self.network_id.clone();
         c.sync_interval = self.sync_interval;
+        c.table.max_skew = self.max_clock_skew;
+        c.table.tombstone_grace = self.tombstone_grace;
         Ok(c)
     }
 }
@@ -259,5 +269,49 @@ async fn ctl(manager: SocketAddr, action: &CtlAction) -> ExitCode {
             eprintln!("udht-node ctl: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_reach_the_node_config() {
+        let cli = Cli::try_parse_from([
+            "udht-node",
+            "--data-dir",
+            "/tmp/x",
+            "--manager",
+            "127.0.0.1:4000",
+            "--bootstrap",
+            "/ip4/127.0.0.1/tcp/4101",
+            "--bootstrap",
+            "/dns4/node1/tcp/4001",
+            "--sync-interval",
+            "500ms",
+            "--max-clock-skew",
+            "2m",
+            "--tombstone-grace",
+            "1d",
+        ])
+        .unwrap();
+        let c = cli.node_config().unwrap();
+        assert_eq!(c.manager_addr, "127.0.0.1:4000".parse().unwrap());
+        assert_eq!(c.bootstrap.len(), 2);
+        assert_eq!(c.sync_interval, Duration::from_millis(500));
+        assert_eq!(c.table.max_skew, Duration::from_secs(120));
+        assert_eq!(c.table.tombstone_grace, Duration::from_secs(86_400));
+        assert_eq!(c.listen[0].to_string(), "/ip4/0.0.0.0/tcp/4001", "the default listen address");
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_reason() {
+        assert!(Cli::try_parse_from(["udht-node", "--bootstrap", "not-a-multiaddr"]).is_err());
+        assert!(duration("10").is_ok());
+        assert!(duration("0s").is_err());
+        assert!(duration("3x").unwrap_err().contains("unit"));
+        assert_eq!(named_port("userSync=3003").unwrap(), ("userSync".to_string(), 3003));
+        assert!(named_port("userSync").is_err());
     }
 }
