@@ -12,12 +12,12 @@
 # network is always torn down at the end (volumes too). Prints one summary line, e.g.
 #   docker scenario: spread 0.4s, partition-heal 2.1s, kill9-catchup 1.3s, late-join 1.0s: PASS
 #
-# Two waits of the partition step are soft (SOFT_TIMEOUT, default 10 s): node1..3 noticing that
-# node4/node5 are gone, and node4/node5 agreeing while cut off. Today's node does not detect dead
-# connections, so these can time out; they then print a warning (counted in the summary) and the
-# scenario goes on, or fail it with STRICT=1.
+# Two waits of the partition step have their own bound (SOFT_TIMEOUT, default 30 s): node1..3
+# noticing that node4/node5 are gone (a node closes a connection whose pings keep timing out;
+# about 17 s here), and node4/node5 agreeing while cut off. They fail the scenario; with STRICT=0
+# they only print a warning (counted in the summary) and the scenario goes on.
 #
-# Environment: WAIT_TIMEOUT, SOFT_TIMEOUT (s), STRICT=1, SKIP_BUILD=1 to reuse the image, KEEP=1
+# Environment: WAIT_TIMEOUT, SOFT_TIMEOUT (s), STRICT=0, SKIP_BUILD=1 to reuse the image, KEEP=1
 # to leave the network up afterwards.
 set -euo pipefail
 export LC_ALL=C             # a `.` in $EPOCHREALTIME
@@ -28,7 +28,7 @@ export COMPOSE_FILE="$ROOT/docker-compose.yml"
 MAIN_NET=udht-main          # the `main` network's fixed name in docker-compose.yml
 NODES=(node1 node2 node3 node4 node5)
 WAIT_TIMEOUT="${WAIT_TIMEOUT:-60}"
-SOFT_TIMEOUT="${SOFT_TIMEOUT:-10}"   # the waits that only warn (see soft_wait)
+SOFT_TIMEOUT="${SOFT_TIMEOUT:-30}"   # the partition step's waits (see soft_wait)
 WORK="$(mktemp -d)"         # statuses of the last poll, and the checker
 declare -A CID              # service -> container id
 declare -A PEER             # service -> libp2p peer id
@@ -167,8 +167,8 @@ poll() {
   done
 }
 
-# soft_wait DESCRIPTION COMMAND...: polls COMMAND for SOFT_TIMEOUT s; if it never succeeds, a
-# warning (a failure with STRICT=1) and the scenario goes on.
+# soft_wait DESCRIPTION COMMAND...: polls COMMAND for SOFT_TIMEOUT s; if it never succeeds, the
+# scenario fails (with STRICT=0: a warning, and the scenario goes on).
 soft_wait() {
   local desc=$1
   shift
@@ -176,7 +176,7 @@ soft_wait() {
     log "ok: $desc"
     return 0
   fi
-  [ "${STRICT:-0}" != 1 ] || fail "$desc: not within ${SOFT_TIMEOUT}s"
+  [ "${STRICT:-1}" != 1 ] || fail "$desc: not within ${SOFT_TIMEOUT}s"
   WARNINGS=$((WARNINGS + 1))
   log "WARNING: $desc: not within ${SOFT_TIMEOUT}s; going on"
   show_status "${NODES[@]}"

@@ -43,8 +43,8 @@ const MAX_PENDING_INCOMING: u32 = 64;
 const MAX_ESTABLISHED_PER_PEER: u32 = 2;
 /// Pings find dead connections (a cut cable, a paused container): a connection whose pings fail
 /// is closed (see `Network::handle`), so the node notices and re-dials.
-const PING_INTERVAL: Duration = Duration::from_secs(5);
-const PING_TIMEOUT: Duration = Duration::from_secs(5);
+const PING_INTERVAL: Duration = Duration::from_secs(2);
+const PING_TIMEOUT: Duration = Duration::from_secs(3);
 /// Kademlia: how often to refresh the routing table with a random walk.
 const KAD_BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(60);
 const KAD_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
