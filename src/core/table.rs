@@ -159,8 +159,12 @@ impl Table {
     }
 
     /// Adds one stored entry (see [`Table::load`]).
+    /// An entry older than the one held is ignored, so stored entries may come in any order.
     pub fn load_entry(&mut self, e: Entry) {
         self.hlc.observe(&e.stamp);
+        if self.entries.get(e.key.as_str()).is_some_and(|r| r.marker >= e.stamp) {
+            return;
+        }
         let reg = e.register();
         self.install(e.key, reg);
     }

@@ -1,5 +1,9 @@
 //! Durable storage: the table in a redb file, written by one thread that commits in groups, and the
 //! node's identity key file. The only module that touches disk.
+//!
+//! A commit appends its writes to a log (sequential keys: a page or two per fsync) instead of
+//! inserting them by key (one B-tree leaf per key, and a slower fsync the more leaves). The writer
+//! folds the log into the keyed table in large batches. Loading reads both, merging by stamp.
 
 mod identity;
 
@@ -19,6 +23,10 @@ pub use identity::load_or_create_identity;
 pub const TABLE_FILE: &str = "table.redb";
 /// Key -> versioned postcard of (stamp, record or tombstone).
 const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("entries");
+/// Writes in commit order: sequence number -> versioned postcard of the whole entry.
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+/// The log is folded into `ENTRIES` once it holds this many writes (and before any delete).
+const LOG_FOLD_AT: u64 = 8192;
 /// First byte of every stored value, so a future format can be told apart.
 const FORMAT_V1: u8 = 1;
 /// Jobs waiting for the writer; a full queue makes writers wait (backpressure), never grows memory.
@@ -72,6 +80,21 @@ fn decode(key: &str, bytes: &[u8]) -> Result<Entry, StoreError> {
     }
 }
 
+fn encode_log(e: &Entry) -> Vec<u8> {
+    let mut out = vec![FORMAT_V1];
+    out.extend(postcard::to_stdvec(e).expect("serializing to a Vec cannot fail"));
+    out
+}
+
+fn decode_log(seq: u64, bytes: &[u8]) -> Result<Entry, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt { key: format!("log #{seq}"), reason };
+    match bytes.split_first() {
+        Some((&FORMAT_V1, rest)) => postcard::from_bytes(rest).map_err(|e| corrupt(e.to_string())),
+        Some((v, _)) => Err(corrupt(format!("unknown format {v}"))),
+        None => Err(corrupt("empty value".into())),
+    }
+}
+
 /// Called once a job is durable (or failed), on the writer thread.
 pub type OnDurable = Box<dyn FnOnce(Result<(), Arc<StoreError>>) + Send>;
 
@@ -96,9 +119,10 @@ impl Store {
         ensure_dir(dir)?;
         let db =
             Database::builder().set_cache_size(CACHE_BYTES).create(dir.join(TABLE_FILE)).map_err(db_err)?;
-        {
+        let (next_seq, logged) = {
             let txn = db.begin_write().map_err(db_err)?;
-            txn.open_table(ENTRIES).map_err(db_err)?; // creates it on first start
+            txn.open_table(ENTRIES).map_err(db_err)?; // creates them on first start
+            txn.open_table(LOG).map_err(db_err)?;
             txn.commit().map_err(db_err)?;
             let read = db.begin_read().map_err(db_err)?;
             let table = read.open_table(ENTRIES).map_err(db_err)?;
@@ -106,11 +130,21 @@ impl Store {
                 let (k, v) = row.map_err(db_err)?;
                 load(decode(k.value(), v.value())?);
             }
-        }
+            // The log after the table: its writes are newer (the table merges by stamp anyway).
+            let log = read.open_table(LOG).map_err(db_err)?;
+            let (mut next_seq, mut logged) = (0, 0);
+            for row in log.iter().map_err(db_err)? {
+                let (k, v) = row.map_err(db_err)?;
+                load(decode_log(k.value(), v.value())?);
+                next_seq = k.value() + 1;
+                logged += 1;
+            }
+            (next_seq, logged)
+        };
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let writer = std::thread::Builder::new()
             .name("udht-store".into())
-            .spawn(move || writer_loop(db, rx))
+            .spawn(move || Writer { db, next_seq, logged }.run(rx))
             .map_err(|e| StoreError::DataDir { path: dir.to_owned(), source: e })?;
         Ok(Store { jobs: Some(tx), writer: Some(writer) })
     }
@@ -145,45 +179,94 @@ fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
     std::fs::create_dir_all(dir).map_err(|e| StoreError::DataDir { path: dir.to_owned(), source: e })
 }
 
-/// The writer thread: takes every queued job (up to [`MAX_GROUP`]), commits them in one durable
-/// transaction, then reports to each. While it commits, new jobs queue up for the next group.
-fn writer_loop(db: Database, mut rx: mpsc::Receiver<WriteJob>) {
-    let mut group = Vec::with_capacity(MAX_GROUP);
-    while let Some(first) = rx.blocking_recv() {
-        group.push(first);
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
-        }
-        let result = commit(&db, &group).map_err(Arc::new);
-        if let Err(e) = &result {
-            tracing::error!(error = %e, jobs = group.len(), "store commit failed");
-        }
-        for job in group.drain(..) {
-            if let Some(done) = job.on_durable {
-                done(result.clone());
-            }
-        }
-    }
-    tracing::debug!("store writer stopped");
+/// The writer thread's state.
+struct Writer {
+    db: Database,
+    /// Key of the next log entry.
+    next_seq: u64,
+    /// Writes in the log, not yet folded into the keyed table.
+    logged: u64,
 }
 
-fn commit(db: &Database, group: &[WriteJob]) -> Result<(), StoreError> {
-    let txn = db.begin_write().map_err(db_err)?;
-    {
-        let mut table = txn.open_table(ENTRIES).map_err(db_err)?;
-        for job in group {
-            for e in &job.puts {
-                table.insert(e.key.as_str(), encode(e).as_slice()).map_err(db_err)?;
+impl Writer {
+    /// Takes every queued job (up to [`MAX_GROUP`]), commits them in one durable transaction, then
+    /// reports to each. While it commits, new jobs queue up for the next group.
+    fn run(mut self, mut rx: mpsc::Receiver<WriteJob>) {
+        let mut group = Vec::with_capacity(MAX_GROUP);
+        while let Some(first) = rx.blocking_recv() {
+            group.push(first);
+            while group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(job) => group.push(job),
+                    Err(_) => break,
+                }
             }
-            for k in &job.deletes {
+            let result = self.commit(&group).map_err(Arc::new);
+            if let Err(e) = &result {
+                tracing::error!(error = %e, jobs = group.len(), "store commit failed");
+            }
+            for job in group.drain(..) {
+                if let Some(done) = job.on_durable {
+                    done(result.clone());
+                }
+            }
+            // After the replies: folding takes a while, and nobody waits for it.
+            if self.logged >= LOG_FOLD_AT {
+                if let Err(e) = self.fold_alone() {
+                    tracing::error!(error = %e, "folding the store's log failed");
+                }
+            }
+        }
+        tracing::debug!("store writer stopped");
+    }
+
+    fn commit(&mut self, group: &[WriteJob]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        let mut seq = self.next_seq;
+        {
+            let mut log = txn.open_table(LOG).map_err(db_err)?;
+            for e in group.iter().flat_map(|job| &job.puts) {
+                log.insert(seq, encode_log(e).as_slice()).map_err(db_err)?;
+                seq += 1;
+            }
+        }
+        let mut folded = false;
+        if group.iter().any(|job| !job.deletes.is_empty()) {
+            // A delete must not be undone by an older write still in the log.
+            Self::fold(&txn)?;
+            folded = true;
+            let mut table = txn.open_table(ENTRIES).map_err(db_err)?;
+            for k in group.iter().flat_map(|job| &job.deletes) {
                 table.remove(k.as_str()).map_err(db_err)?;
             }
         }
+        txn.commit().map_err(db_err)?;
+        self.logged = if folded { 0 } else { self.logged + (seq - self.next_seq) };
+        self.next_seq = seq;
+        Ok(())
     }
-    txn.commit().map_err(db_err)
+
+    fn fold_alone(&mut self) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        Self::fold(&txn)?;
+        txn.commit().map_err(db_err)?;
+        self.logged = 0;
+        Ok(())
+    }
+
+    /// Moves every logged write into the keyed table, in log order: a key's writes reach the
+    /// store in stamp order (only writes that changed the table are persisted), so the last wins.
+    fn fold(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+        let mut log = txn.open_table(LOG).map_err(db_err)?;
+        let mut table = txn.open_table(ENTRIES).map_err(db_err)?;
+        for row in log.iter().map_err(db_err)? {
+            let (k, v) = row.map_err(db_err)?;
+            let e = decode_log(k.value(), v.value())?;
+            table.insert(e.key.as_str(), encode(&e).as_slice()).map_err(db_err)?;
+        }
+        log.retain(|_, _| false).map_err(db_err)?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -238,6 +321,38 @@ mod tests {
         assert_eq!(loaded, vec![a, tomb]);
         let reloaded = Table::load(NodeId([1; 32]), TableConfig::default(), loaded);
         assert_eq!(reloaded.root(), t.root());
+    }
+
+    /// Writes go to the log and are folded into the keyed table; either way a reopen sees the
+    /// newest write of every key, and a delete is not undone by an older logged write.
+    #[tokio::test]
+    async fn logged_and_folded_writes_reload_as_the_newest_per_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = Table::new(NodeId([1; 32]), TableConfig::default());
+        let total = LOG_FOLD_AT as usize + 500; // folds once, then leaves 500+ in the log
+        {
+            let store = Store::open(dir.path(), |_| {}).unwrap();
+            for i in 0..total {
+                let e = t.put(format!("k{}", i % 1000), record(), 1000 + i as u64);
+                store.write(WriteJob { puts: vec![e], deletes: vec![], on_durable: None }).await.unwrap();
+            }
+            let gone = t.remove("k7", 50_000).unwrap();
+            store.write(WriteJob { puts: vec![gone], deletes: vec![], on_durable: None }).await.unwrap();
+            // A tombstone collection deletes k7 while its tombstone may still be logged.
+            t.collect_tombstones(u64::MAX);
+            store
+                .write(WriteJob { puts: vec![], deletes: vec!["k7".into()], on_durable: None })
+                .await
+                .unwrap();
+            let e = t.put("after-delete".into(), record(), 60_000);
+            store.write(WriteJob { puts: vec![e], deletes: vec![], on_durable: None }).await.unwrap();
+            store.close().await;
+        }
+        let mut loaded = Table::new(NodeId([1; 32]), TableConfig::default());
+        let _store = Store::open(dir.path(), |e| loaded.load_entry(e)).unwrap();
+        assert_eq!(loaded.len_with_tombstones(), t.len_with_tombstones());
+        assert_eq!(loaded.root(), t.root(), "same keys and stamps as the live table");
+        assert!(loaded.entry("k7").is_none(), "the delete was not undone by the log");
     }
 
     #[test]
