@@ -325,9 +325,9 @@ impl Actor {
 
     fn on_durable(&mut self, entries: Vec<Entry>, origin: Origin) {
         match origin {
-            Origin::Local => self.queue_gossip(entries),
+            // Large repairs arrive here empty (see `persist`), so they are not regossiped.
+            Origin::Local | Origin::Repair => self.queue_gossip(entries),
             Origin::Gossip(id) => self.net.report_gossip(id, Verdict::Accept),
-            Origin::Repair => self.queue_gossip(entries),
         }
     }
 
