@@ -123,7 +123,11 @@ impl Actor {
         shutdown: watch::Receiver<bool>,
     ) -> Result<(), NodeError> {
         self.write_own_record().await;
-        let mut refresh = interval(self.config.refresh_interval);
+        // Jittered: nodes started together must not all rewrite their records at the same moment.
+        let mut refresh = interval_from(
+            Instant::now() + self.config.refresh_interval.mul_f64(rand::random::<f64>()),
+            self.config.refresh_interval,
+        );
         let mut gc = interval(self.config.gc_interval);
         let mut sync = interval(self.config.sync_interval);
         let mut maintain = interval(MAINTAIN_INTERVAL);
@@ -391,7 +395,11 @@ fn default_name(peer_id: &str) -> String {
 }
 
 fn interval(period: Duration) -> tokio::time::Interval {
-    let mut i = tokio::time::interval_at(Instant::now() + period, period);
+    interval_from(Instant::now() + period, period)
+}
+
+fn interval_from(first: Instant, period: Duration) -> tokio::time::Interval {
+    let mut i = tokio::time::interval_at(first, period);
     i.set_missed_tick_behavior(MissedTickBehavior::Delay);
     i
 }
