@@ -179,7 +179,11 @@ pub fn run(cli: Cli) -> ExitCode {
 
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Without RUST_LOG: info, except two libp2p warnings that are normal here (a seed node's
+    // Kademlia has no peers to bootstrap from; a repaired entry is regossiped with the same
+    // content as the original publish). Set RUST_LOG to see everything.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,libp2p_kad=error,libp2p_gossipsub=error"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
