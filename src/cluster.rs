@@ -125,13 +125,6 @@ impl Cluster {
         Ok(())
     }
 
-    pub async fn restart_node(&mut self, i: usize) -> Result<(), ClusterError> {
-        if self.slots[i].running.is_some() {
-            self.stop_node(i).await?;
-        }
-        self.start_node(i).await
-    }
-
     pub fn is_running(&self, i: usize) -> bool {
         self.slots[i].running.is_some()
     }

@@ -8,7 +8,7 @@ pub mod sync;
 pub mod table;
 
 pub use clock::{now_micros, now_millis, ClockError, Hlc, NodeId, Stamp};
-pub use record::{format_micros, validate_key, PeerFields, PeerRecord, RecordError};
+pub use record::{validate_key, PeerFields, PeerRecord, RecordError};
 pub use table::{
     bucket_of, digest_hex, Digest, Entry, MergeError, Register, Table, TableConfig, TableStats, BUCKETS,
 };

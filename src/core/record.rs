@@ -132,17 +132,12 @@ impl PeerRecord {
     }
 }
 
-/// Formats microseconds since the epoch as the original's `YYYY-MM-DD HH:MM:SS.ffffff` (UTC).
-pub fn format_micros(us: i64) -> String {
-    let mut buf = [0u8; TIMESTAMP_LEN];
-    String::from_utf8_lossy(format_micros_into(us, &mut buf)).into_owned()
-}
-
 /// Length of a formatted timestamp (for years 0 to 9999).
 pub const TIMESTAMP_LEN: usize = 26;
 
-/// [`format_micros`] into a stack buffer, without allocating (it runs three times per record
-/// shown). Years outside 0..=9999 are clamped.
+/// Formats microseconds since the epoch as the original's `YYYY-MM-DD HH:MM:SS.ffffff` (UTC),
+/// into a stack buffer, without allocating (it runs three times per record shown). Years outside
+/// 0..=9999 are clamped.
 pub fn format_micros_into(us: i64, buf: &mut [u8; TIMESTAMP_LEN]) -> &[u8] {
     let secs = us.div_euclid(1_000_000);
     let frac = us.rem_euclid(1_000_000);
@@ -185,6 +180,10 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn format_micros(us: i64) -> String {
+        String::from_utf8(format_micros_into(us, &mut [0; TIMESTAMP_LEN]).to_vec()).unwrap()
+    }
 
     #[test]
     fn formats_like_python_str_of_datetime() {

@@ -143,10 +143,9 @@ pub fn respond(
         }
         SyncRequest::Buckets { hashes } => {
             let theirs = parse_hashes(&hashes)?;
-            let ours = table.digest().buckets;
-            let buckets: Vec<u16> =
-                (0..BUCKETS).filter(|&i| ours[i] != theirs[i]).map(|i| i as u16).collect();
-            let hashes = hashes_bytes(&buckets.iter().map(|&b| ours[b as usize]).collect::<Vec<_>>());
+            let ours = table.digest();
+            let buckets = ours.differing_buckets(&theirs);
+            let hashes = hashes_bytes(&buckets.iter().map(|&b| ours.buckets[b as usize]).collect::<Vec<_>>());
             Ok((SyncResponse::Diff { buckets, hashes }, Vec::new(), 0))
         }
         SyncRequest::Pull { buckets } => {

@@ -89,11 +89,11 @@ pub struct Digest {
 }
 
 impl Digest {
-    /// Indexes of buckets whose hashes differ between two digests.
-    pub fn differing_buckets(&self, other: &Digest) -> Vec<u16> {
+    /// Indexes of buckets whose hashes differ from `others` (another replica's bucket hashes).
+    pub fn differing_buckets(&self, others: &[u128]) -> Vec<u16> {
         self.buckets
             .iter()
-            .zip(other.buckets.iter())
+            .zip(others.iter())
             .enumerate()
             .filter(|(_, (a, b))| a != b)
             .map(|(i, _)| i as u16)
@@ -167,10 +167,6 @@ impl Table {
         }
         let reg = e.register();
         self.install(e.key, reg);
-    }
-
-    pub fn node(&self) -> NodeId {
-        self.hlc.node()
     }
 
     /// The live record under `key` (tombstones read as absent).
@@ -348,11 +344,6 @@ impl Table {
         })
     }
 
-    /// All entries (tombstones included) whose keys fall in the given buckets.
-    pub fn entries_in_buckets(&self, buckets: &[u16]) -> Vec<Entry> {
-        buckets.iter().flat_map(|&b| self.bucket_entries(b)).collect()
-    }
-
     /// Every entry, tombstones included: the full state, for merging into another replica.
     pub fn all_entries(&self) -> Vec<Entry> {
         self.entries
@@ -508,9 +499,9 @@ mod tests {
         }
         assert_eq!(a.digest(), b.digest());
         a.put("key7".into(), rec("changed"), NOW + 5);
-        let diff = a.digest().differing_buckets(&b.digest());
+        let diff = a.digest().differing_buckets(&b.digest().buckets);
         assert_eq!(diff, vec![bucket_of("key7")]);
-        let repair = a.entries_in_buckets(&diff);
+        let repair: Vec<Entry> = diff.iter().flat_map(|&b| a.bucket_entries(b)).collect();
         assert!(repair.iter().any(|e| e.key == "key7"));
         let (changed, refused) = b.merge_all(repair, NOW + 5);
         assert_eq!((changed.len(), refused), (1, 0));

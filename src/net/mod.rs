@@ -29,6 +29,16 @@ pub fn parse_multiaddr(s: &str) -> Result<Multiaddr, NetError> {
     s.parse::<Multiaddr>().map_err(|e| NetError::BadAddr { addr: s.to_owned(), reason: e.to_string() })
 }
 
+/// Whether a multiaddr names a loopback IP address.
+pub fn is_loopback(addr: &Multiaddr) -> bool {
+    use libp2p::multiaddr::Protocol;
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_loopback(),
+        Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    })
+}
+
 /// The IP and TCP port a multiaddr names, if it is `/ip4|ip6|dns*/<host>/tcp/<port>/...`.
 pub fn host_and_port(addr: &Multiaddr) -> Option<(String, u16)> {
     use libp2p::multiaddr::Protocol;

@@ -500,11 +500,7 @@ impl Network {
         if !info.protocols.contains(&self.protocols.kad) {
             return;
         }
-        let remote_is_loopback = info.observed_addr.iter().any(|p| match p {
-            Protocol::Ip4(ip) => ip.is_loopback(),
-            Protocol::Ip6(ip) => ip.is_loopback(),
-            _ => false,
-        });
+        let remote_is_loopback = super::is_loopback(&info.observed_addr);
         for addr in info.listen_addrs {
             if dialable(&addr, remote_is_loopback) {
                 self.swarm.behaviour_mut().kad.add_address(&peer, addr);

@@ -343,7 +343,7 @@ impl Actor {
         // Prefer an address others can reach: announced, then non-loopback listen addresses.
         let (ip, port) = advertised
             .iter()
-            .filter(|a| !is_loopback(a))
+            .filter(|a| !net::is_loopback(a))
             .chain(advertised.iter())
             .chain(configured)
             .find_map(net::host_and_port)
@@ -383,10 +383,6 @@ impl Actor {
         let job = WriteJob { puts: Vec::new(), deletes: expired, on_durable: None };
         let _ = self.store.write(job).await;
     }
-}
-
-fn is_loopback(a: &net::Multiaddr) -> bool {
-    net::host_and_port(a).is_some_and(|(h, _)| h.starts_with("127.") || h == "::1" || h == "localhost")
 }
 
 /// `udht-` and the last 8 characters of the peer id: short, and unique in practice.
