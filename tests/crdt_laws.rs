@@ -54,7 +54,8 @@ fn replicas(ops: &[Op]) -> Vec<Table> {
 /// `a` merged with `b`: a copy of `a` that received every entry of `b`.
 fn merged(a: &Table, b: &Table) -> Table {
     let mut out = a.clone();
-    out.merge_all(b.all_entries(), NOW + 1000);
+    let (_, refused) = out.merge_all(b.all_entries(), NOW + 1000);
+    assert_eq!(refused, 0, "every replicated write is valid");
     out
 }
 
@@ -108,9 +109,9 @@ proptest! {
         }
         shuffled.extend(writes.iter().take(3).cloned());
         let mut in_order = table(9);
-        in_order.merge_all(writes, NOW + 1000);
+        prop_assert_eq!(in_order.merge_all(writes, NOW + 1000).1, 0);
         let mut any_order = table(9);
-        any_order.merge_all(shuffled, NOW + 1000);
+        prop_assert_eq!(any_order.merge_all(shuffled, NOW + 1000).1, 0);
         prop_assert!(same(&in_order, &any_order));
         // And equal to merging the replicas as whole states.
         let whole = merged(&merged(&merged(&table(9), &r[0]), &r[1]), &r[2]);

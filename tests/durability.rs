@@ -4,7 +4,7 @@
 #[path = "common/process.rs"]
 mod process;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,9 +23,10 @@ async fn every_acknowledged_write_survives_kill_9() {
     let mut node = NodeProcess::start(dir.path(), &[]).await;
     let acked = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
     let count = Arc::new(AtomicUsize::new(0));
+    let killed = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
     for w in 0..WRITERS {
-        let (acked, count, addr) = (acked.clone(), count.clone(), node.manager);
+        let (acked, count, killed, addr) = (acked.clone(), count.clone(), killed.clone(), node.manager);
         writers.push(tokio::spawn(async move {
             let mut c = Client::connect(addr, Duration::from_secs(5)).await.unwrap();
             for i in 0.. {
@@ -38,14 +39,19 @@ async fn every_acknowledged_write_survives_kill_9() {
                         count.fetch_add(1, Ordering::SeqCst);
                     }
                     Ok(r) => panic!("unexpected reply {r}"),
-                    Err(_) => return, // the node died under us: this write was never acknowledged
+                    // The node died under us: this write was never acknowledged.
+                    Err(_) if killed.load(Ordering::SeqCst) => return,
+                    Err(e) => panic!("writer {w} failed before the kill: {e}"),
                 }
             }
         }));
     }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while count.load(Ordering::SeqCst) < KILL_AFTER_ACKS {
+        assert!(std::time::Instant::now() < deadline, "writers stalled; log: {}", node.log());
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    killed.store(true, Ordering::SeqCst);
     node.kill9();
     for w in writers {
         w.await.unwrap();

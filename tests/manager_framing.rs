@@ -34,7 +34,7 @@ async fn requests_ending_in_a_newline_or_crlf_are_answered_once_each() {
         c.request_string(&[b"\n\n  \n".as_slice(), MISSING_REMOVE, b"\n\n"].concat()).await,
         REMOVE_MISSING
     );
-    c.expect_silence(Duration::from_millis(50)).await;
+    c.expect_no_more_replies().await;
     node.shutdown().await.unwrap();
 }
 
@@ -53,7 +53,7 @@ async fn several_requests_in_one_write_get_one_reply_each_in_order() {
     assert_eq!(c.read_line_string().await, ADD_EXISTS);
     assert_eq!(completed_data(&c.read_json().await, "peer id")["peer_id"], node.peer_id.as_str());
     assert_eq!(c.read_line_string().await, REMOVE_OK);
-    c.expect_silence(Duration::from_millis(50)).await;
+    c.expect_no_more_replies().await;
     node.shutdown().await.unwrap();
 }
 
@@ -87,7 +87,7 @@ async fn a_request_split_byte_by_byte_is_answered_once() {
         c.send(&[*b]).await;
     }
     assert_eq!(c.read_line_string().await, GET_MISSING);
-    c.expect_silence(Duration::from_millis(50)).await;
+    c.expect_no_more_replies().await;
     node.shutdown().await.unwrap();
 }
 
@@ -112,7 +112,7 @@ async fn braces_brackets_and_escaped_quotes_inside_strings_do_not_end_a_request(
     assert_eq!(record["name"], expected_name);
     // serde_json and Python escape the name the same way it was sent.
     assert_eq!(line, expected_rev1_get(tricky, "10.7.7.7", "1", &record));
-    c.expect_silence(Duration::from_millis(50)).await;
+    c.expect_no_more_replies().await;
     node.shutdown().await.unwrap();
 }
 
@@ -134,7 +134,7 @@ async fn one_hundred_pipelined_requests_in_one_write_get_one_hundred_replies_in_
         let record = completed_data(&c.read_json().await, "peer get");
         assert_eq!(record["name"], format!("peer-{i}"), "reply to get #{i} out of order");
     }
-    c.expect_silence(Duration::from_millis(50)).await;
+    c.expect_no_more_replies().await;
     node.shutdown().await.unwrap();
 }
 

@@ -351,6 +351,12 @@ mod tests {
             trips += 1;
             assert!(trips < 10_000, "session does not end");
             let (resp, _, _) = respond(b, req, NOW).unwrap();
+            if let SyncResponse::Entries { entries, .. } = &resp {
+                assert!(entries.len() <= MAX_CHUNK_ENTRIES, "chunk of {} entries", entries.len());
+                let bytes: usize = entries.iter().map(entry_size).sum();
+                // One bucket may overshoot the budget (so every exchange makes progress).
+                assert!(bytes <= MAX_CHUNK_BYTES + 64 * 1024, "chunk of {bytes} bytes");
+            }
             match s.on_response(a, resp, NOW).unwrap().0 {
                 Step::Send(next) => req = next,
                 Step::Done => return (trips, s.stats),

@@ -32,13 +32,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_stored_identity_decodes_to_the_same_peer_id() {
+    fn a_stored_identity_decodes_to_the_same_key_and_fresh_ones_differ() {
         let bytes = generate_identity();
         assert_eq!(bytes.len(), 68);
         let a = decode_identity(&bytes).unwrap();
-        let b = decode_identity(&bytes).unwrap();
-        assert_eq!(a.public().to_peer_id(), b.public().to_peer_id());
-        assert_eq!(node_id_of(&a).unwrap(), node_id_of(&b).unwrap());
+        assert_eq!(a.to_protobuf_encoding().unwrap(), bytes, "decoding keeps the whole key");
+        assert_eq!(node_id_of(&a).unwrap().0, a.public().try_into_ed25519().unwrap().to_bytes());
+        let other = decode_identity(&generate_identity()).unwrap();
+        assert_ne!(a.public().to_peer_id(), other.public().to_peer_id());
+        assert_ne!(node_id_of(&a).unwrap(), node_id_of(&other).unwrap());
         assert!(decode_identity(b"garbage").is_err());
     }
 }
