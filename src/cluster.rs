@@ -2,13 +2,13 @@
 //! join through node 0, stop and restart them from their data dirs, cut the cluster into groups
 //! and heal it, and wait until every replica holds the same table.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::net::{parse_multiaddr, Multiaddr};
+use crate::net::{host_and_port, parse_multiaddr, Multiaddr};
 use crate::node::{NodeConfig, NodeError, NodeHandle, RunningNode, Status};
 
 /// How often convergence and readiness are polled.
@@ -21,8 +21,6 @@ const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum ClusterError {
     #[error(transparent)]
     Node(#[from] NodeError),
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
     #[error("timed out after {0:?}: {1}")]
     Timeout(Duration, String),
     #[error("node {0} is not running")]
@@ -31,6 +29,8 @@ pub enum ClusterError {
 
 struct Slot {
     dir: PathBuf,
+    /// 0 until the first start, then the port the node got: kept, so a restarted node (node 0
+    /// above all, everyone's bootstrap address) is found where it was.
     manager_port: u16,
     p2p_port: u16,
     peer_id: String,
@@ -42,10 +42,6 @@ pub struct Cluster {
     base: PathBuf,
     slots: Vec<Slot>,
     configure: Box<dyn Fn(&mut NodeConfig) + Send + Sync>,
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 impl Cluster {
@@ -81,8 +77,8 @@ impl Cluster {
         let i = self.slots.len();
         let slot = Slot {
             dir: self.base.join(format!("node{i}")),
-            manager_port: free_port()?,
-            p2p_port: free_port()?,
+            manager_port: 0,
+            p2p_port: 0,
             peer_id: String::new(),
             running: None,
         };
@@ -104,17 +100,25 @@ impl Cluster {
     }
 
     /// Starts node `i` (again) from its data dir, on the same ports, and waits until it listens.
+    /// The first start binds port 0, so no other socket can take a port chosen in advance.
     pub async fn start_node(&mut self, i: usize) -> Result<(), ClusterError> {
         let running = RunningNode::start(self.config(i)).await?;
         let deadline = Instant::now() + LISTEN_TIMEOUT;
-        while running.handle.status().await?.listen_addrs.is_empty() {
+        let p2p_port = loop {
+            let listening = running.handle.status().await?.listen_addrs;
+            if let Some(port) = listening.iter().find_map(|a| host_and_port(&parse_multiaddr(a).ok()?)) {
+                break port.1;
+            }
             if Instant::now() > deadline {
                 return Err(ClusterError::Timeout(LISTEN_TIMEOUT, format!("node {i} is not listening")));
             }
             tokio::time::sleep(POLL).await;
-        }
-        self.slots[i].peer_id = running.peer_id.clone();
-        self.slots[i].running = Some(running);
+        };
+        let slot = &mut self.slots[i];
+        slot.manager_port = running.manager_addr.port();
+        slot.p2p_port = p2p_port;
+        slot.peer_id = running.peer_id.clone();
+        slot.running = Some(running);
         Ok(())
     }
 

@@ -12,6 +12,8 @@ use udht::manager::client::Client;
 
 /// How long a node process may take to start answering.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Tries to start a node on fresh ports before giving up.
+const START_ATTEMPTS: usize = 3;
 /// Timeout of one manager request from a test.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -31,18 +33,27 @@ pub struct NodeProcess {
 impl NodeProcess {
     /// Starts `udht-node` on free ports with `data_dir`, plus `extra` flags; waits until it answers.
     pub async fn start(data_dir: &Path, extra: &[String]) -> NodeProcess {
-        let manager: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let p2p_port = free_port();
-        let mut args = vec![
-            "--data-dir".to_string(),
-            data_dir.display().to_string(),
-            "--manager".into(),
-            manager.to_string(),
-            "--listen".into(),
-            format!("/ip4/127.0.0.1/tcp/{p2p_port}"),
-        ];
-        args.extend(extra.iter().cloned());
-        Self::spawn_with(data_dir, manager, p2p_port, args).await
+        // A port found free may be taken before the node binds it: then the node exits at
+        // start-up, and it is tried again on other ports.
+        let mut failures = Vec::new();
+        for _ in 0..START_ATTEMPTS {
+            let manager: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let p2p_port = free_port();
+            let mut args = vec![
+                "--data-dir".to_string(),
+                data_dir.display().to_string(),
+                "--manager".into(),
+                manager.to_string(),
+                "--listen".into(),
+                format!("/ip4/127.0.0.1/tcp/{p2p_port}"),
+            ];
+            args.extend(extra.iter().cloned());
+            match Self::spawn_with(data_dir, manager, p2p_port, args).await {
+                Ok(node) => return node,
+                Err(e) => failures.push(e),
+            }
+        }
+        panic!("udht-node did not start: {failures:#?}");
     }
 
     async fn spawn_with(
@@ -50,7 +61,7 @@ impl NodeProcess {
         manager: SocketAddr,
         p2p_port: u16,
         args: Vec<String>,
-    ) -> NodeProcess {
+    ) -> Result<NodeProcess, String> {
         std::fs::create_dir_all(data_dir).unwrap();
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join("node.log")).unwrap();
@@ -63,8 +74,8 @@ impl NodeProcess {
             .spawn()
             .expect("spawning udht-node");
         let mut node = NodeProcess { child, manager, p2p_port, data_dir: data_dir.to_owned(), args };
-        node.wait_ready().await;
-        node
+        node.wait_ready().await?;
+        Ok(node)
     }
 
     /// Starts the same node again (same data dir, ports and flags) after it stopped.
@@ -72,23 +83,32 @@ impl NodeProcess {
         let NodeProcess { manager, p2p_port, data_dir, args, .. } = &self;
         let (manager, p2p_port, data_dir, args) = (*manager, *p2p_port, data_dir.clone(), args.clone());
         drop(self);
-        Self::spawn_with(&data_dir, manager, p2p_port, args).await
+        Self::spawn_with(&data_dir, manager, p2p_port, args).await.unwrap_or_else(|e| panic!("{e}"))
     }
 
-    async fn wait_ready(&mut self) {
+    /// Waits until this node (not another one on the same port: the peer id must be the one of
+    /// its own data dir) answers on its manager socket.
+    async fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("udht-node exited early ({status}); log: {}", self.log());
+                return Err(format!("udht-node exited early ({status}); log: {}", self.log()));
             }
-            if let Ok(mut c) = Client::connect(self.manager, Duration::from_secs(1)).await {
+            let own = std::fs::read(self.data_dir.join("identity.key"))
+                .ok()
+                .and_then(|k| udht::net::decode_identity(&k).ok())
+                .map(|k| k.public().to_peer_id().to_string());
+            if let (Some(own), Ok(mut c)) = (own, Client::connect(self.manager, Duration::from_secs(1)).await)
+            {
                 if let Ok(r) = c.request(&json!({"message_type": 9})).await {
-                    if r["result"] == "completed" {
-                        return;
+                    if r["result"] == "completed" && r["data"]["peer_id"] == own.as_str() {
+                        return Ok(());
                     }
                 }
             }
-            assert!(Instant::now() < deadline, "udht-node did not answer in time; log: {}", self.log());
+            if Instant::now() > deadline {
+                return Err(format!("udht-node did not answer in time; log: {}", self.log()));
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
