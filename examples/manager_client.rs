@@ -5,6 +5,10 @@
 //!
 //! The records it adds are removed again at the end, so it can be run repeatedly against the same
 //! node. It exits non-zero if a reply is not the one the protocol specifies.
+//!
+//! Requests that show a field revision (`peer_ip`/`peer_port`/`peer_name`, or `peer_id`/`name`/
+//! `ip`/`ports`) are written out as JSON; the others are built with the typed
+//! [`ClientRequest`], as `udht-node ctl` does. Replies are printed exactly as the node sent them.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,6 +16,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use udht::manager::client::{Client, ClientError};
+use udht::manager::protocol::ClientRequest;
 
 /// How long to wait to connect and for each reply.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,9 +40,13 @@ impl Session {
         self.step += 1;
         println!("\n[{}] {what}", self.step);
         println!("  -> {request}");
-        let reply =
-            self.client.request(&request).await.with_context(|| format!("step {}: {what}", self.step))?;
-        println!("  <- {reply}");
+        let reply = self
+            .client
+            .request_line(&request)
+            .await
+            .with_context(|| format!("step {}: {what}", self.step))?;
+        println!("  <- {}", reply.line);
+        let reply = reply.value;
         if reply["result"] != want_result {
             let msg = format!(
                 "step {} ({what}): expected result {want_result:?}, got {}",
@@ -89,9 +98,7 @@ async fn main() -> Result<()> {
     let get_rev1 = json!({"message_type": 7, "data": {"peer_ip": REV1_IP}});
     let before = s.call("get by peer_ip", get_rev1.clone(), "completed").await?;
     s.check(before["data"]["port"] == "8001", "port is \"8001\"");
-    let r = s
-        .call("get by peer_id", json!({"message_type": 7, "data": {"peer_id": REV2_ID}}), "completed")
-        .await?;
+    let r = s.call("get by peer_id", ClientRequest::Get(REV2_ID).to_json(), "completed").await?;
     s.check(r["data"]["ports"]["userSync"] == 3003, "ports.userSync is 3003");
     let r = s
         .call("get a missing key", json!({"message_type": 7, "data": {"peer_ip": "9.9.9.9"}}), "error")
@@ -117,10 +124,10 @@ async fn main() -> Result<()> {
 
     // Type 2, the whole table: as the original's bare pickle, then as JSON.
     s.step += 1;
-    let request = json!({"message_type": 2});
+    let request = ClientRequest::Table { json: false }.to_json();
     println!("\n[{}] whole table as a pickle (the original's reply)", s.step);
     println!("  -> {request}");
-    let bytes = s.client.request_pickle(&request).await.context("table as a pickle")?;
+    let bytes = s.client.table_pickle().await.context("table as a pickle")?;
     let table = serde_pickle::value_from_slice(&bytes, serde_pickle::DeOptions::new())
         .context("the table reply is not a pickle")?;
     println!("  <- {} bytes of pickle, decoded:", bytes.len());
@@ -131,12 +138,12 @@ async fn main() -> Result<()> {
     };
     s.check(has(REV1_IP) && has(REV2_ID), "both records are in the pickled table");
 
-    let r = s.call("whole table as JSON", json!({"message_type": 2, "format": "json"}), "completed").await?;
+    let r = s.call("whole table as JSON", ClientRequest::Table { json: true }.to_json(), "completed").await?;
     s.check(r["data"][REV1_IP]["name"] == "F" && r["data"][REV2_ID].is_object(), "both records are in it");
 
     // Type 8, this node's own record; type 9, status.
-    let own = s.call("this node's own record", json!({"message_type": 8}), "completed").await?;
-    let status = s.call("node status", json!({"message_type": 9}), "completed").await?;
+    let own = s.call("this node's own record", ClientRequest::Identity.to_json(), "completed").await?;
+    let status = s.call("node status", ClientRequest::Status.to_json(), "completed").await?;
     s.check(own["data"]["peer_id"] == status["data"]["peer_id"], "own record's peer_id is the node's");
 
     // Type 4, remove: once, then again.
@@ -145,23 +152,21 @@ async fn main() -> Result<()> {
     s.check(r["data"].is_null(), "data is null");
     let r = s.call("remove again: the key is missing", remove_rev1, "error").await?;
     s.check(r["data"].is_null(), "data is null");
-    s.call("remove by peer_id", json!({"message_type": 4, "data": {"peer_id": REV2_ID}}), "completed")
-        .await?;
+    s.call("remove by peer_id", ClientRequest::Remove(REV2_ID).to_json(), "completed").await?;
 
     // Type 1, close: no reply, the node closes the connection.
     s.step += 1;
-    let request = json!({"message_type": 1});
     println!("\n[{}] close", s.step);
-    println!("  -> {request}");
-    s.client.send_raw(&serde_json::to_vec(&request)?).await?;
-    match s.client.read_reply().await {
+    println!("  -> {}", ClientRequest::Close.to_json());
+    s.client.send(&ClientRequest::Close).await?;
+    match s.client.read_reply_line().await {
         Err(ClientError::Closed) => println!("  <- (no reply; the node closed the connection)"),
         Err(ClientError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
             println!("  <- (no reply; the node reset the connection)")
         }
         Err(e) => bail!("after close: {e}"),
         Ok(reply) => {
-            println!("  <- {reply}");
+            println!("  <- {}", reply.line);
             s.check(false, "no reply to a close");
         }
     }

@@ -7,12 +7,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use serde_json::{json, Value};
 
+use crate::app::{NodeConfig, RunningNode};
 use crate::manager::client::Client;
+use crate::manager::protocol::PeerData;
 use crate::manager::DEFAULT_PORT;
 use crate::net::{parse_multiaddr, Multiaddr};
-use crate::node::{NodeConfig, RunningNode};
 
 /// How long `ctl` waits to connect and for a reply.
 const CTL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -40,7 +40,7 @@ pub struct Cli {
     #[arg(long, env = "UDHT_ANNOUNCE", value_delimiter = ',', value_parser = multiaddr)]
     pub announce: Vec<Multiaddr>,
     /// Network id, part of every protocol name: nodes of different ids never merge.
-    #[arg(long, env = "UDHT_NETWORK_ID", default_value = crate::node::DEFAULT_NETWORK_ID)]
+    #[arg(long, env = "UDHT_NETWORK_ID", default_value = crate::app::DEFAULT_NETWORK_ID)]
     pub network_id: String,
     /// How often to run anti-entropy with a random peer, e.g. 10s or 500ms.
     #[arg(long, env = "UDHT_SYNC_INTERVAL", default_value = "10s", value_parser = duration)]
@@ -195,6 +195,14 @@ async fn run_node(cli: &Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before the node answers anyone: a SIGTERM right after start-up must stop it cleanly.
+    let stop = match shutdown_signal() {
+        Ok(stop) => stop,
+        Err(e) => {
+            eprintln!("udht-node: cannot install the signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let node = match RunningNode::start(config).await {
         Ok(n) => n,
         Err(e) => {
@@ -202,7 +210,7 @@ async fn run_node(cli: &Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match node.run_until(shutdown_signal()).await {
+    match node.run_until(stop).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("udht-node: stopped: {e}");
@@ -211,59 +219,50 @@ async fn run_node(cli: &Cli) -> ExitCode {
     }
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGINT and SIGTERM handlers now; the future completes at the first signal.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-    }
-}
-
-fn peer_data(p: &PeerArgs, key: Option<&str>) -> Value {
-    let mut data = serde_json::Map::new();
-    let mut put = |k: &str, v: &Option<String>| {
-        if let Some(v) = v {
-            data.insert(k.into(), Value::String(v.clone()));
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         }
-    };
-    put("peer_id", &p.peer_id);
-    put("peer_ip", &p.ip);
-    put("peer_port", &p.port);
-    put("peer_name", &p.name);
-    if let Some(k) = key {
-        data.entry("peer_ip").or_insert_with(|| Value::String(k.into()));
-    }
-    if !p.ports.is_empty() {
-        data.insert("ports".into(), p.ports.iter().map(|(n, port)| (n.clone(), json!(port))).collect());
-    }
-    Value::Object(data)
+    })
 }
 
-/// The request a `ctl` action sends.
-pub fn ctl_request(action: &CtlAction) -> Value {
-    match action {
-        CtlAction::Add(p) => json!({"message_type": 3, "data": peer_data(p, None)}),
-        CtlAction::Update(p) => json!({"message_type": 6, "data": peer_data(p, None)}),
-        CtlAction::Get { key } => json!({"message_type": 7, "data": {"peer_id": key}}),
-        CtlAction::Remove { key } => json!({"message_type": 4, "data": {"peer_id": key}}),
-        CtlAction::Table => json!({"message_type": 2, "format": "json"}),
-        CtlAction::Identity => json!({"message_type": 8}),
-        CtlAction::Status => json!({"message_type": 9}),
+impl From<&PeerArgs> for PeerData {
+    fn from(p: &PeerArgs) -> PeerData {
+        PeerData {
+            peer_id: p.peer_id.clone(),
+            ip: p.ip.clone(),
+            port: p.port.clone(),
+            name: p.name.clone(),
+            ports: (!p.ports.is_empty()).then(|| p.ports.iter().cloned().collect()),
+        }
     }
 }
 
-/// Sends one request and prints the reply; exit 0 if completed, 1 if the node said error, 2 if
-/// the node could not be reached.
+/// Sends one request and prints the reply line as the node sent it; exit 0 if completed, 1 if the
+/// node said error, 2 if the node could not be reached.
 async fn ctl(manager: SocketAddr, action: &CtlAction) -> ExitCode {
     let reply = async {
         let mut client = Client::connect(manager, CTL_TIMEOUT).await?;
-        client.request(&ctl_request(action)).await
+        match action {
+            CtlAction::Add(p) => client.add(&p.into()).await,
+            CtlAction::Update(p) => client.update(&p.into()).await,
+            CtlAction::Get { key } => client.get(key).await,
+            CtlAction::Remove { key } => client.remove(key).await,
+            CtlAction::Table => client.table_json().await,
+            CtlAction::Identity => client.identity().await,
+            CtlAction::Status => client.status().await,
+        }
     };
     match reply.await {
         Ok(reply) => {
-            println!("{reply}");
-            if reply["result"] == "completed" {
+            println!("{}", reply.line);
+            if reply.is_completed() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -307,6 +306,42 @@ mod tests {
         assert_eq!(c.table.max_skew, Duration::from_secs(120));
         assert_eq!(c.table.tombstone_grace, Duration::from_secs(86_400));
         assert_eq!(c.listen[0].to_string(), "/ip4/0.0.0.0/tcp/4001", "the default listen address");
+    }
+
+    fn ctl_action(args: &[&str]) -> CtlAction {
+        let cli = Cli::try_parse_from(["udht-node", "ctl"].iter().chain(args)).unwrap();
+        let Some(Command::Ctl { action }) = cli.command else { panic!("not a ctl command") };
+        action
+    }
+
+    #[test]
+    fn ctl_peer_flags_become_the_same_request_as_before() {
+        use crate::manager::protocol::ClientRequest;
+        let CtlAction::Add(p) = ctl_action(&[
+            "add",
+            "--ip",
+            "1.2.3.4",
+            "--port",
+            "8001",
+            "--name",
+            "Felipe Nunes",
+            "--ports",
+            "userSync=3003,fileSync=3004",
+        ]) else {
+            panic!("not an add")
+        };
+        assert_eq!(
+            ClientRequest::Add(&PeerData::from(&p)).encode(),
+            br#"{"data":{"peer_ip":"1.2.3.4","peer_name":"Felipe Nunes","peer_port":"8001","ports":{"fileSync":3004,"userSync":3003}},"message_type":3}"#
+        );
+        let CtlAction::Update(p) = ctl_action(&["update", "--peer-id", "12D3KooWX", "--name", "Ana"]) else {
+            panic!("not an update")
+        };
+        assert_eq!(
+            ClientRequest::Update(&PeerData::from(&p)).encode(),
+            br#"{"data":{"peer_id":"12D3KooWX","peer_name":"Ana"},"message_type":6}"#
+        );
+        assert!(matches!(ctl_action(&["get", "101.3.4.2"]), CtlAction::Get { key } if key == "101.3.4.2"));
     }
 
     #[test]

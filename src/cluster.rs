@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::app::{NodeConfig, RunningNode, StartError};
 use crate::net::{host_and_port, parse_multiaddr, Multiaddr};
-use crate::node::{NodeConfig, NodeError, NodeHandle, RunningNode, Status};
+use crate::node::{NodeError, NodeHandle, Status};
 
 /// How often convergence and readiness are polled.
 const POLL: Duration = Duration::from_millis(20);
@@ -21,6 +22,8 @@ const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum ClusterError {
     #[error(transparent)]
     Node(#[from] NodeError),
+    #[error(transparent)]
+    Start(#[from] StartError),
     #[error("timed out after {0:?}: {1}")]
     Timeout(Duration, String),
     #[error("node {0} is not running")]
@@ -105,7 +108,7 @@ impl Cluster {
         let running = RunningNode::start(self.config(i)).await?;
         let deadline = Instant::now() + LISTEN_TIMEOUT;
         let p2p_port = loop {
-            let listening = running.handle.status().await?.listen_addrs;
+            let listening = running.handle.status().listen_addrs;
             if let Some(port) = listening.iter().find_map(|a| host_and_port(&parse_multiaddr(a).ok()?)) {
                 break port.1;
             }
@@ -150,8 +153,8 @@ impl Cluster {
         (0..self.slots.len()).filter(|&i| self.is_running(i)).collect()
     }
 
-    pub async fn status(&self, i: usize) -> Result<Status, ClusterError> {
-        Ok(self.handle(i)?.status().await?)
+    pub fn status(&self, i: usize) -> Result<Status, ClusterError> {
+        Ok(self.handle(i)?.status())
     }
 
     /// Cuts the cluster into groups: every node blocks every node of the other groups. Returns
@@ -167,7 +170,7 @@ impl Cluster {
                 .flat_map(|(_, h)| h.iter().map(|&j| self.peer_id(j)))
                 .collect();
             for &a in g.iter().filter(|&&a| self.is_running(a)) {
-                while self.status(a).await?.connected_peers.iter().any(|p| others.contains(&p.as_str())) {
+                while self.status(a)?.connected_peers.iter().any(|p| others.contains(&p.as_str())) {
                     if start.elapsed() > LISTEN_TIMEOUT {
                         return Err(ClusterError::Timeout(
                             LISTEN_TIMEOUT,
@@ -195,7 +198,7 @@ impl Cluster {
                 for &a in g.iter() {
                     for &b in h.iter() {
                         if let Ok(handle) = self.handle(a) {
-                            let _ = handle.set_blocked(self.peer_id(b).to_owned(), blocked).await?;
+                            let _ = handle.set_cut(self.peer_id(b).to_owned(), blocked).await?;
                         }
                     }
                 }
@@ -208,7 +211,7 @@ impl Cluster {
     pub async fn digests(&self, nodes: &[usize]) -> Result<Vec<String>, ClusterError> {
         let mut out = Vec::with_capacity(nodes.len());
         for &i in nodes {
-            out.push(self.status(i).await?.digest);
+            out.push(self.status(i)?.digest);
         }
         Ok(out)
     }
@@ -245,7 +248,7 @@ impl Cluster {
     pub async fn wait_key_everywhere(&self, key: &str, timeout: Duration) -> Result<Duration, ClusterError> {
         let start = Instant::now();
         for i in self.running() {
-            while self.handle(i)?.get(key.to_owned()).await?.is_none() {
+            while self.handle(i)?.get(key).is_none() {
                 if start.elapsed() > timeout {
                     return Err(ClusterError::Timeout(timeout, format!("node {i} lacks {key:?}")));
                 }

@@ -14,7 +14,9 @@
 //! - [`cli`]: the `udht-node` command line (node and `ctl` client).
 //! - [`cluster`]: N real nodes in one process on loopback, for tests and simulations.
 
+pub mod app;
 pub mod cli;
+#[cfg(any(test, feature = "test-util"))]
 pub mod cluster;
 pub mod core;
 pub mod manager;
@@ -22,4 +24,5 @@ pub mod net;
 pub mod node;
 pub mod store;
 
-pub use node::{NodeConfig, NodeHandle, RunningNode};
+pub use app::{NodeConfig, RunningNode, StartError};
+pub use node::NodeHandle;

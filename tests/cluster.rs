@@ -1,6 +1,8 @@
 //! Cluster scenarios: real nodes in one process on 127.0.0.1, joined through node 0's address,
 //! exercised through their handles; convergence means equal digests everywhere.
 
+mod common;
+
 use std::time::Duration;
 
 use udht::cluster::Cluster;
@@ -24,9 +26,7 @@ fn test_config(c: &mut NodeConfig) {
 }
 
 async fn cluster(n: usize) -> (Cluster, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let c = Cluster::start(dir.path(), n, test_config).await.unwrap();
-    (c, dir)
+    common::start_cluster(n, test_config).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,14 +41,14 @@ async fn add_update_and_remove_spread_to_every_node() {
     assert!(c.handle(4).unwrap().update("10.0.0.7".into(), rename).await.unwrap());
     c.wait_converged(CONVERGE).await.unwrap();
     for i in 0..5 {
-        let r = c.handle(i).unwrap().get("10.0.0.7".into()).await.unwrap().unwrap();
+        let r = c.handle(i).unwrap().get("10.0.0.7").unwrap();
         assert_eq!(r.name, "SEVEN", "node {i}");
     }
 
     assert!(c.handle(0).unwrap().remove("10.0.0.7".into()).await.unwrap());
     c.wait_converged(CONVERGE).await.unwrap();
     for i in 0..5 {
-        assert!(c.handle(i).unwrap().get("10.0.0.7".into()).await.unwrap().is_none(), "node {i}");
+        assert!(c.handle(i).unwrap().get("10.0.0.7").is_none(), "node {i}");
     }
     c.shutdown().await.unwrap();
 }
@@ -59,13 +59,13 @@ async fn every_nodes_own_record_reaches_every_node() {
     c.wait_converged(CONVERGE).await.unwrap();
     for i in 0..4 {
         for j in 0..4 {
-            let r = c.handle(i).unwrap().get(c.peer_id(j).to_owned()).await.unwrap();
+            let r = c.handle(i).unwrap().get(c.peer_id(j));
             let r = r.unwrap_or_else(|| panic!("node {i} lacks node {j}'s record"));
             assert_eq!(r.name, format!("node{j}"));
             assert_eq!(r.ip, "127.0.0.1");
             assert!(r.addrs.iter().any(|a| a.ends_with(c.peer_id(j))), "addrs carry /p2p/: {:?}", r.addrs);
         }
-        assert_eq!(c.status(i).await.unwrap().connected_peers.len(), 3, "node {i} knows everyone");
+        assert_eq!(c.status(i).unwrap().connected_peers.len(), 3, "node {i} knows everyone");
     }
     c.shutdown().await.unwrap();
 }
@@ -83,7 +83,7 @@ async fn concurrent_conflicting_writes_end_identical_everywhere() {
     c.wait_converged(CONVERGE).await.unwrap();
     let mut names = Vec::new();
     for i in 0..3 {
-        names.push(c.handle(i).unwrap().get("k".into()).await.unwrap().unwrap().name.clone());
+        names.push(c.handle(i).unwrap().get("k").unwrap().name.clone());
     }
     assert!(names.windows(2).all(|w| w[0] == w[1]), "{names:?}");
     assert!(names[0] == "from-1" || names[0] == "from-2");
@@ -100,7 +100,7 @@ async fn a_late_joiner_gets_the_whole_table() {
     c.wait_converged(CONVERGE).await.unwrap();
     let late = c.add_node().await.unwrap();
     c.wait_converged(CONVERGE).await.unwrap();
-    let status = c.status(late).await.unwrap();
+    let status = c.status(late).unwrap();
     assert_eq!(status.table_size, 600 + 4, "600 peers and 4 nodes' own records");
     assert!(
         status.sync_stats.entries_repaired >= 600,
@@ -117,7 +117,7 @@ async fn a_healed_partition_converges_with_writes_from_both_sides() {
     let (left, right): (&[usize], &[usize]) = (&[0, 1], &[2, 3]);
     c.partition(&[left, right]).await.unwrap();
     for i in 0..4 {
-        let connected = c.status(i).await.unwrap().connected_peers.len();
+        let connected = c.status(i).unwrap().connected_peers.len();
         assert_eq!(connected, 1, "node {i} sees only its own half");
     }
     for n in 0..20 {
@@ -130,13 +130,13 @@ async fn a_healed_partition_converges_with_writes_from_both_sides() {
     c.wait_converged_among(right, CONVERGE).await.unwrap();
     let split = c.digests(&[0, 2]).await.unwrap();
     assert_ne!(split[0], split[1], "the halves diverged while cut off");
-    assert!(c.handle(0).unwrap().get("right-0".into()).await.unwrap().is_none());
+    assert!(c.handle(0).unwrap().get("right-0").is_none());
 
     c.heal(&[left, right]).await.unwrap();
     let took = c.wait_converged(CONVERGE).await.unwrap();
     eprintln!("healed partition converged in {took:?}");
     for i in 0..4 {
-        let s = c.status(i).await.unwrap();
+        let s = c.status(i).unwrap();
         assert_eq!(s.table_size, 4 + 40 + 1, "node {i}");
     }
     c.shutdown().await.unwrap();
@@ -157,7 +157,7 @@ async fn a_node_restarted_from_its_data_dir_catches_up() {
     assert_eq!(c.peer_id(2), peer_id, "same identity after restart");
     c.wait_converged(CONVERGE).await.unwrap();
     let restarted = c.handle(2).unwrap();
-    assert!(restarted.get("while-down-49".into()).await.unwrap().is_some());
-    assert!(restarted.get("before".into()).await.unwrap().is_none(), "the remove reached it too");
+    assert!(restarted.get("while-down-49").is_some());
+    assert!(restarted.get("before").is_none(), "the remove reached it too");
     c.shutdown().await.unwrap();
 }

@@ -2,9 +2,12 @@
 //! anti-entropy requests to a victim node. The victim must reject all of it, merge none of it,
 //! score the sender down, and keep converging with an honest node.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::eventually;
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity};
 use libp2p::multiaddr::Protocol;
@@ -15,7 +18,6 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
-use tokio::time::Instant;
 use udht::core::delta::{encode_delta, DELTA_VERSION};
 use udht::core::sync::{SyncRequest, SyncResponse};
 use udht::core::{now_millis, Entry, NodeId, PeerFields, PeerRecord, Stamp};
@@ -26,20 +28,6 @@ const TOPIC: &str = "udht/peers/1";
 const SYNC_PROTOCOL: &str = "/udht/sync/1.0.0";
 const WAIT: Duration = Duration::from_secs(10);
 const TEN_MINUTES_MS: u64 = 10 * 60 * 1000;
-
-/// Polls `$probe` (an expression yielding `Option<T>`, may `.await`) until it is `Some`.
-macro_rules! eventually {
-    ($what:expr, $probe:expr) => {{
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(v) = $probe {
-                break v;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {}", $what);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }};
-}
 
 /// Either a well-formed `SyncRequest` or a CBOR byte string the victim cannot decode as one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -166,19 +154,16 @@ fn random_bytes(n: usize) -> Vec<u8> {
 }
 
 async fn status(handle: &NodeHandle) -> Status {
-    handle.status().await.expect("node answers status")
+    handle.status()
 }
 
-/// A node listening on an ephemeral loopback port; returns it with its listen address.
-async fn start_node(bootstrap: Option<Multiaddr>) -> (RunningNode, TempDir, Multiaddr) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut cfg = NodeConfig::new(dir.path(), "127.0.0.1:0".parse().unwrap());
-    cfg.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
-    cfg.bootstrap = bootstrap.into_iter().collect();
-    cfg.sync_interval = Duration::from_secs(2);
-    let node = RunningNode::start(cfg).await.expect("node starts");
-    let addr = eventually!("a listen address", status(&node.handle).await.listen_addrs.first().cloned());
-    (node, dir, addr.parse().expect("listen address is a multiaddr"))
+/// The config of a node listening on an ephemeral loopback port, bootstrapping from `bootstrap`.
+fn on_loopback(bootstrap: Option<Multiaddr>) -> impl FnOnce(&mut NodeConfig) {
+    move |cfg| {
+        cfg.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+        cfg.bootstrap = bootstrap.into_iter().collect();
+        cfg.sync_interval = Duration::from_secs(2);
+    }
 }
 
 /// A victim, an honest node bootstrapped to it, and a rogue attacking the victim.
@@ -193,12 +178,15 @@ struct Scene {
 }
 
 async fn scene(attack: Attack) -> Scene {
-    let (victim, victim_dir, victim_addr) = start_node(None).await;
-    let (honest, honest_dir, _) = start_node(Some(victim_addr.clone())).await;
-    eventually!("the honest node to connect", {
+    let (victim, victim_dir) = common::start_node_with(on_loopback(None)).await;
+    let victim_addr = common::listen_addr(&victim).await;
+    let (honest, honest_dir) = common::start_node_with(on_loopback(Some(victim_addr.clone()))).await;
+    common::listen_addr(&honest).await;
+    eventually("the honest node to connect", WAIT, async || {
         let s = status(&victim.handle).await;
         s.connected_peers.contains(&honest.peer_id).then_some(())
-    });
+    })
+    .await;
     let swarm = rogue_swarm();
     let rogue_id = *swarm.local_peer_id();
     let victim_id: PeerId = victim.peer_id.parse().unwrap();
@@ -212,7 +200,7 @@ impl Scene {
     /// No key the rogue sent (all start with `rogue`, or are empty) is live on either node.
     async fn assert_nothing_of_the_rogue_merged(&self) {
         for node in [&self.victim, &self.honest] {
-            let snapshot = node.handle.snapshot().await.unwrap();
+            let snapshot = node.handle.snapshot();
             let leaked: Vec<&std::sync::Arc<str>> =
                 snapshot.iter().map(|(k, _)| k).filter(|k| k.is_empty() || k.starts_with("rogue")).collect();
             assert!(leaked.is_empty(), "rogue keys merged on {}: {leaked:?}", node.peer_id);
@@ -224,14 +212,16 @@ impl Scene {
         let fields =
             PeerFields { name: Some("honest".into()), ip: Some("10.0.0.9".into()), ..Default::default() };
         assert!(self.honest.handle.add(key.into(), fields).await.unwrap(), "honest write accepted");
-        eventually!(
-            "the honest write to reach the victim",
-            self.victim.handle.get(key.into()).await.unwrap()
-        );
-        eventually!("equal digests", {
+        eventually("the honest write to reach the victim", WAIT, async || self.victim.handle.get(key)).await;
+        eventually("equal digests", WAIT, async || {
             let (v, h) = (status(&self.victim.handle).await, status(&self.honest.handle).await);
-            (v.digest == h.digest).then_some(())
-        });
+            if v.digest == h.digest {
+                Ok(())
+            } else {
+                Err((v.digest, h.digest))
+            }
+        })
+        .await;
     }
 
     async fn finish(self) -> RogueLog {
@@ -266,15 +256,25 @@ async fn garbage_gossip_is_rejected_scored_down_and_never_merged() {
     let scene = scene(attack).await;
     let rogue = scene.rogue_id.to_string();
 
-    let s = eventually!("gossip rejections", {
+    let s = eventually("gossip rejections", WAIT, async || {
         let s = status(&scene.victim.handle).await;
-        (s.net_stats.gossip_rejected >= 3 && s.table_stats.rejected_future >= 1).then_some(s)
-    });
-    let score = eventually!("a negative score or a ban", {
+        if s.net_stats.gossip_rejected >= 3 && s.table_stats.rejected_future >= 1 {
+            Ok(s)
+        } else {
+            Err((s.net_stats, s.table_stats))
+        }
+    })
+    .await;
+    let score = eventually("a negative score or a ban", WAIT, async || {
         let score = scene.victim.handle.peer_score(rogue.clone()).await.unwrap();
         let banned = status(&scene.victim.handle).await.sync_stats.peers_banned >= 1;
-        (banned || score.is_some_and(|s| s < 0.0)).then_some(score)
-    });
+        if banned || score.is_some_and(|s| s < 0.0) {
+            Ok(score)
+        } else {
+            Err(score)
+        }
+    })
+    .await;
     println!("victim after garbage gossip: score {score:?} net {:?} table {:?}", s.net_stats, s.table_stats);
 
     // After a later write has travelled victim <-> honest, anything forwarded would have arrived.
@@ -303,20 +303,31 @@ async fn malformed_sync_requests_are_refused_and_the_victim_keeps_serving() {
     ];
     let sent = requests.len();
     let scene = scene(Attack { gossip: vec![], requests }).await;
-    eventually!("an outcome for every rogue request", {
+    eventually("an outcome for every rogue request", WAIT, async || {
         let log = scene.rogue_log.lock().unwrap();
-        (log.responses.len() + log.request_failures.len() >= sent).then_some(())
-    });
+        let outcomes = log.responses.len() + log.request_failures.len();
+        if outcomes >= sent {
+            Ok(())
+        } else {
+            Err(format!("{outcomes} of {sent}"))
+        }
+    })
+    .await;
 
-    let s = eventually!("the garbage requests to be counted", {
+    let s = eventually("the garbage requests to be counted", WAIT, async || {
         let s = status(&scene.victim.handle).await;
         // Two undecodable requests and three invalid ones, all refused and counted.
         let counted = s.sync_stats.requests_refused >= 5
             && s.table_stats.rejected_future >= 1
             && s.table_stats.rejected_invalid >= 1
             && s.sync_stats.sessions_failed >= 1;
-        counted.then_some(s)
-    });
+        if counted {
+            Ok(s)
+        } else {
+            Err((s.sync_stats, s.table_stats))
+        }
+    })
+    .await;
     println!("victim after malformed sync: {:?} {:?} {:?}", s.net_stats, s.sync_stats, s.table_stats);
 
     scene.assert_network_still_converges("honest-after-malformed-sync").await;

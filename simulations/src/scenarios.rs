@@ -91,7 +91,7 @@ impl<'a> Sim<'a> {
     async fn messages_sent(&self) -> u64 {
         let mut total = 0;
         for i in self.cluster.running() {
-            if let Ok(s) = self.cluster.status(i).await {
+            if let Ok(s) = self.cluster.status(i) {
                 let n = s.net_stats;
                 total += n.gossip_published + n.sync_requests_sent + n.sync_responses_sent;
             }
@@ -237,7 +237,7 @@ impl<'a> Sim<'a> {
         let start = Instant::now();
         let joiner = self.cluster.add_node().await?;
         let (converged, secs, timeline) = self.converge_with_timeline(start).await;
-        let held = self.cluster.status(joiner).await?.table_size;
+        let held = self.cluster.status(joiner)?.table_size;
         let mut figures = json!({"records": records, "joiner_table_size": held, "secs": secs});
         merge(&mut figures, self.traffic_figures(traffic).await);
         println!("join      N={} records={records}: new node has all {held} records in {secs:.2}s, converged={converged}", self.cluster.running().len() - 1);
@@ -315,7 +315,7 @@ impl<'a> Sim<'a> {
         let mut lost = 0;
         for key in &acked {
             for i in self.cluster.running() {
-                if self.cluster.handle(i)?.get(key.clone()).await?.is_none() {
+                if self.cluster.handle(i)?.get(key).is_none() {
                     lost += 1;
                     break;
                 }

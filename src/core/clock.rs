@@ -69,10 +69,6 @@ impl Hlc {
         Hlc { node, last: (0, 0), max_skew_ms: max_skew.as_millis() as u64 }
     }
 
-    pub fn node(&self) -> NodeId {
-        self.node
-    }
-
     /// A fresh stamp for a local write, greater than every stamp issued or observed so far.
     pub fn tick(&mut self, now_ms: u64) -> Stamp {
         self.last = if now_ms > self.last.0 {

@@ -352,15 +352,6 @@ impl Table {
             .collect()
     }
 
-    /// Entries written after `since` (by stamp order), tombstones included.
-    pub fn delta_since(&self, since: &Stamp) -> Vec<Entry> {
-        self.entries
-            .iter()
-            .filter(|(_, r)| r.marker > *since)
-            .map(|(k, r)| Entry { key: k.to_string(), stamp: r.marker, record: r.val.clone() })
-            .collect()
-    }
-
     /// Drops tombstones older than the grace period; returns their keys (to delete from disk).
     pub fn collect_tombstones(&mut self, now_ms: u64) -> Vec<String> {
         let cutoff = now_ms.saturating_sub(self.grace_ms);
@@ -506,17 +497,6 @@ mod tests {
         let (changed, refused) = b.merge_all(repair, NOW + 5);
         assert_eq!((changed.len(), refused), (1, 0));
         assert_eq!(a.digest(), b.digest());
-    }
-
-    #[test]
-    fn delta_since_returns_later_writes_only() {
-        let mut t = table(1);
-        let first = t.put("a".into(), rec("A"), NOW);
-        t.put("b".into(), rec("B"), NOW + 1);
-        t.remove("a", NOW + 2);
-        let mut keys: Vec<_> = t.delta_since(&first.stamp).into_iter().map(|e| e.key).collect();
-        keys.sort();
-        assert_eq!(keys, vec!["a", "b"]);
     }
 
     #[test]

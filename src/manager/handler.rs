@@ -9,10 +9,12 @@ use serde::Serialize;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::node::{NodeError, NodeHandle, Status};
+use crate::core::TableStats;
+use crate::net::NetStats;
+use crate::node::{NodeError, NodeHandle, Status, SyncStats};
 
 use super::connection::{Connection, FrameError};
-use super::protocol::{self as p, RecordView, Request, TableView};
+use super::protocol::{self as p, Frame, RecordView, Request, TableView};
 use super::{ManagerConfig, ManagerStats, StatsSnapshot};
 
 /// Most requests of one connection served at once: when a client has pipelined several, those
@@ -58,8 +60,8 @@ pub(super) async fn serve_client(
                 Ok(Some(frame)) => {
                     stats.requests.fetch_add(1, Relaxed);
                     match p::parse(&frame) {
-                        Ok(Request::Close) => ending = Some(Ending::Close),
-                        Ok(request) => batch.push(Ok(request)),
+                        Ok(Frame::Close) => ending = Some(Ending::Close),
+                        Ok(Frame::Request(request)) => batch.push(Ok(request)),
                         Err(bad) => {
                             stats.bad_requests.fetch_add(1, Relaxed);
                             tracing::debug!(%peer, error = %bad.error, "bad request");
@@ -96,7 +98,7 @@ pub(super) async fn serve_client(
         let replies: Vec<Vec<u8>> = if batch.len() == 1 {
             vec![answer(batch.pop().expect("one request"), &node, &stats).await]
         } else {
-            join_all(batch.drain(..).map(|r| answer(r, &node, &stats))).await
+            answer_batch(&mut batch, &node, &stats).await
         };
         for reply in &replies {
             if conn.queue(reply, wt).await.is_err() {
@@ -114,6 +116,31 @@ pub(super) async fn serve_client(
     }
 }
 
+/// Answers pipelined requests, in order. Consecutive writes run at once (their commits share
+/// fsyncs); anything after a write waits for it, so a read sees every earlier write of its
+/// connection (reads do not queue behind the node task, so they could otherwise overtake).
+async fn answer_batch(
+    batch: &mut Vec<Result<Request, Vec<u8>>>,
+    node: &NodeHandle,
+    stats: &ManagerStats,
+) -> Vec<Vec<u8>> {
+    let mut replies = Vec::with_capacity(batch.len());
+    let mut writes = Vec::new();
+    for parsed in batch.drain(..) {
+        match parsed {
+            Ok(request @ (Request::Add { .. } | Request::Update { .. } | Request::Remove { .. })) => {
+                writes.push(execute(request, node, stats))
+            }
+            other => {
+                replies.extend(join_all(writes.drain(..)).await);
+                replies.push(answer(other, node, stats).await);
+            }
+        }
+    }
+    replies.extend(join_all(writes).await);
+    replies
+}
+
 /// The reply to a parsed request (or the error reply of a bad one, already encoded).
 async fn answer(parsed: Result<Request, Vec<u8>>, node: &NodeHandle, stats: &ManagerStats) -> Vec<u8> {
     match parsed {
@@ -122,47 +149,63 @@ async fn answer(parsed: Result<Request, Vec<u8>>, node: &NodeHandle, stats: &Man
     }
 }
 
-/// The reply for a node-side failure (the write could not be made durable, or shutdown).
-fn node_error(action: &str, is_write: bool, e: &NodeError) -> Vec<u8> {
-    if is_write {
-        p::error_reply(action, &false, &e.to_string())
-    } else {
-        p::error_reply(action, &(), &e.to_string())
-    }
-}
-
 /// A write's reply: completed (`data_ok`) or the original's failure (`data_fail`).
 fn write_reply<T: Serialize>(action: &str, r: Result<bool, NodeError>, data_ok: T, data_fail: T) -> Vec<u8> {
     match r {
         Ok(true) => p::completed(action, &data_ok),
         Ok(false) => p::failed(action, &data_fail),
-        Err(e) => node_error(action, true, &e),
+        // The node's words: an invalid record, its own record, not durable, shutting down.
+        Err(e) => p::error_reply(action, &false, &e.to_string()),
     }
 }
 
+/// `message_type 9`'s `data`: the node's status and the manager's counters, as the wire shows them.
 #[derive(Serialize)]
-struct StatusView {
-    #[serde(flatten)]
-    status: Status,
+struct StatusView<'a> {
+    peer_id: &'a str,
+    listen_addrs: &'a [String],
+    connected_peers: &'a [String],
+    table_size: usize,
+    digest: &'a str,
+    tombstones: usize,
+    table_stats: &'a TableStats,
+    net_stats: &'a NetStats,
+    sync_stats: &'a SyncStats,
     manager: StatsSnapshot,
+}
+
+impl<'a> StatusView<'a> {
+    fn new(s: &'a Status, manager: StatsSnapshot) -> Self {
+        StatusView {
+            peer_id: &s.peer_id,
+            listen_addrs: &s.listen_addrs,
+            connected_peers: &s.connected_peers,
+            table_size: s.table_size,
+            digest: &s.digest,
+            tombstones: s.tombstones,
+            table_stats: &s.table_stats,
+            net_stats: &s.net_stats,
+            sync_stats: &s.sync_stats,
+            manager,
+        }
+    }
 }
 
 async fn execute(request: Request, node: &NodeHandle, stats: &ManagerStats) -> Vec<u8> {
     match request {
-        Request::Close => Vec::new(),
         Request::Add { key, fields } => write_reply(p::ACTION_ADD, node.add(key, fields).await, true, false),
         Request::Update { key, fields } => {
             write_reply(p::ACTION_UPDATE, node.update(key, fields).await, true, false)
         }
         Request::Remove { key } => write_reply(p::ACTION_REMOVE, node.remove(key).await, (), ()),
-        Request::Get { key } => match node.get(key).await {
-            Ok(Some(r)) => p::completed(p::ACTION_GET, &RecordView(&r)),
-            Ok(None) => p::failed(p::ACTION_GET, &()),
-            Err(e) => node_error(p::ACTION_GET, false, &e),
+        Request::Get { key } => match node.get(&key) {
+            Some(r) => p::completed(p::ACTION_GET, &RecordView(&r)),
+            None => p::failed(p::ACTION_GET, &()),
         },
-        Request::Table { json } => match node.snapshot().await {
+        Request::Table { json } => {
+            let table = node.snapshot();
             // Encoding a large table takes a while: keep it off the threads that serve other clients.
-            Ok(table) => tokio::task::spawn_blocking(move || {
+            tokio::task::spawn_blocking(move || {
                 if json {
                     p::completed(p::ACTION_TABLE, &TableView(&table))
                 } else {
@@ -170,17 +213,15 @@ async fn execute(request: Request, node: &NodeHandle, stats: &ManagerStats) -> V
                 }
             })
             .await
-            .unwrap_or_else(|_| p::error_reply(p::ACTION_TABLE, &(), "encoding the table failed")),
-            Err(e) => node_error(p::ACTION_TABLE, false, &e),
+            .unwrap_or_else(|_| p::error_reply(p::ACTION_TABLE, &(), "encoding the table failed"))
+        }
+        Request::Identity => match node.own_record() {
+            Some(r) => p::completed(p::ACTION_ID, &RecordView(&r)),
+            None => p::error_reply(p::ACTION_ID, &(), "own record not written yet"),
         },
-        Request::Identity => match node.own_record().await {
-            Ok(Some(r)) => p::completed(p::ACTION_ID, &RecordView(&r)),
-            Ok(None) => p::error_reply(p::ACTION_ID, &(), "own record not written yet"),
-            Err(e) => node_error(p::ACTION_ID, false, &e),
-        },
-        Request::Status => match node.status().await {
-            Ok(status) => p::completed(p::ACTION_STATUS, &StatusView { status, manager: stats.snapshot() }),
-            Err(e) => node_error(p::ACTION_STATUS, false, &e),
-        },
+        Request::Status => {
+            let status = node.status();
+            p::completed(p::ACTION_STATUS, &StatusView::new(&status, stats.snapshot()))
+        }
     }
 }

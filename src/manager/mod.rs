@@ -6,6 +6,7 @@ pub mod client;
 mod connection;
 mod handler;
 pub mod protocol;
+pub mod timestamp;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -108,18 +109,11 @@ fn is_loopback(addr: &SocketAddr) -> bool {
     addr.ip().to_canonical().is_loopback()
 }
 
-/// Refuses a non-loopback manager address: the protocol has no authentication.
-pub fn check_loopback(addr: SocketAddr) -> Result<(), ManagerError> {
-    if is_loopback(&addr) {
-        Ok(())
-    } else {
-        Err(ManagerError::NotLoopback(addr))
-    }
-}
-
-/// Binds the manager socket (after checking the address is loopback).
+/// Binds the manager socket, refusing a non-loopback address: the protocol has no authentication.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ManagerError> {
-    check_loopback(addr)?;
+    if !is_loopback(&addr) {
+        return Err(ManagerError::NotLoopback(addr));
+    }
     TcpListener::bind(addr).await.map_err(|source| ManagerError::Bind { addr, source })
 }
 

@@ -9,15 +9,21 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::core::record::{format_micros_into, TIMESTAMP_LEN};
+use super::timestamp::{format_micros_into, TIMESTAMP_LEN};
 use crate::core::record::{MAX_PORTS, MAX_STRING_BYTES};
 use crate::core::{validate_key, PeerFields, PeerRecord};
 
-/// A well-formed request.
+/// A well-formed frame: a request to answer, or type 1.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Request {
+pub enum Frame {
     /// Type 1: close the connection, no reply.
     Close,
+    Request(Request),
+}
+
+/// A well-formed request that gets a reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
     /// Type 2: the whole table, as a pickle or (with `"format": "json"`) as JSON.
     Table { json: bool },
     /// Type 3.
@@ -79,7 +85,7 @@ pub const ACTION_REQUEST: &str = "request";
 pub const ACTION_CONNECT: &str = "connect";
 
 /// Parses one complete JSON frame into a request.
-pub fn parse(frame: &[u8]) -> Result<Request, BadRequest> {
+pub fn parse(frame: &[u8]) -> Result<Frame, BadRequest> {
     let value: Value = serde_json::from_slice(frame).map_err(|e| BadRequest {
         fatal: true,
         ..BadRequest::new(ACTION_REQUEST, format!("malformed JSON: {e}"))
@@ -93,11 +99,16 @@ pub fn parse(frame: &[u8]) -> Result<Request, BadRequest> {
             BadRequest::new(ACTION_REQUEST, format!("`message_type` must be an integer, got {v}"))
         })?,
     };
-    match kind {
-        1 => Ok(Request::Close),
-        2 => parse_table(&obj),
+    parse_request(kind, &obj).map(|r| r.map_or(Frame::Close, Frame::Request))
+}
+
+/// The request of type `kind`; `None` for type 1 (close).
+fn parse_request(kind: i128, obj: &Map<String, Value>) -> Result<Option<Request>, BadRequest> {
+    let request = match kind {
+        1 => return Ok(None),
+        2 => parse_table(obj),
         3 => {
-            let (data, key) = data_and_key(&obj, ACTION_ADD)?;
+            let (data, key) = data_and_key(obj, ACTION_ADD)?;
             let fields = fields(data, &key).map_err(|e| BadRequest::new(ACTION_ADD, e))?;
             if fields.name.is_none() {
                 return Err(BadRequest::new(ACTION_ADD, "missing field `peer_name` (or `name`)"));
@@ -107,18 +118,19 @@ pub fn parse(frame: &[u8]) -> Result<Request, BadRequest> {
             }
             Ok(Request::Add { key, fields })
         }
-        4 => Ok(Request::Remove { key: data_and_key(&obj, ACTION_REMOVE)?.1 }),
+        4 => Ok(Request::Remove { key: data_and_key(obj, ACTION_REMOVE)?.1 }),
         6 => {
-            let (data, key) = data_and_key(&obj, ACTION_UPDATE)?;
+            let (data, key) = data_and_key(obj, ACTION_UPDATE)?;
             let fields = fields(data, &key).map_err(|e| BadRequest::new(ACTION_UPDATE, e))?;
             Ok(Request::Update { key, fields })
         }
-        7 => Ok(Request::Get { key: data_and_key(&obj, ACTION_GET)?.1 }),
+        7 => Ok(Request::Get { key: data_and_key(obj, ACTION_GET)?.1 }),
         8 => Ok(Request::Identity),
         9 => Ok(Request::Status),
         5 => Err(BadRequest::new(ACTION_REQUEST, "message_type 5 is reserved and not implemented")),
         n => Err(BadRequest::new(ACTION_REQUEST, format!("unknown message_type {n}"))),
-    }
+    };
+    request.map(Some)
 }
 
 /// The message type as an integer; like the Python original, `3.0` counts as 3.
@@ -368,18 +380,128 @@ pub fn table_pickle(table: &[(Arc<str>, Arc<PeerRecord>)]) -> Vec<u8> {
     serde_pickle::to_vec(&TableView(table), serde_pickle::SerOptions::new()).expect("records always pickle")
 }
 
+/// The peer fields a client sends with an add or update, under the first revision's names
+/// (`peer_ip`, `peer_port`, `peer_name`) plus `peer_id` and `ports`. A `None` is left out of the
+/// request (an update then keeps the field as it was).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerData {
+    /// Keys the record when given (later revision); otherwise `ip` is the key.
+    pub peer_id: Option<String>,
+    pub ip: Option<String>,
+    pub port: Option<String>,
+    pub name: Option<String>,
+    /// Named service ports, e.g. `userSync -> 3003`.
+    pub ports: Option<BTreeMap<String, u16>>,
+}
+
+/// A request as a client sends it. [`ClientRequest::to_json`] is its wire form (which [`parse`]
+/// reads back): the one place the client side of the protocol names its fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientRequest<'a> {
+    /// Type 1: the node closes the connection without replying.
+    Close,
+    /// Type 2: the whole table, as JSON (`"format": "json"`) or as the original's bare pickle.
+    Table { json: bool },
+    /// Type 3.
+    Add(&'a PeerData),
+    /// Type 4, by key (a peer id or an IP address, sent as `peer_id`).
+    Remove(&'a str),
+    /// Type 6.
+    Update(&'a PeerData),
+    /// Type 7, by key (a peer id or an IP address, sent as `peer_id`).
+    Get(&'a str),
+    /// Type 8: the node's own record.
+    Identity,
+    /// Type 9: node status.
+    Status,
+}
+
+impl ClientRequest<'_> {
+    /// The request object, e.g. `{"message_type": 7, "data": {"peer_id": "101.3.4.2"}}`.
+    pub fn to_json(&self) -> Value {
+        let mut obj = Map::new();
+        let message_type = match *self {
+            ClientRequest::Close => 1,
+            ClientRequest::Table { json } => {
+                if json {
+                    obj.insert("format".into(), "json".into());
+                }
+                2
+            }
+            ClientRequest::Add(peer) => {
+                obj.insert("data".into(), peer_data_json(peer));
+                3
+            }
+            ClientRequest::Remove(key) => {
+                obj.insert("data".into(), key_data_json(key));
+                4
+            }
+            ClientRequest::Update(peer) => {
+                obj.insert("data".into(), peer_data_json(peer));
+                6
+            }
+            ClientRequest::Get(key) => {
+                obj.insert("data".into(), key_data_json(key));
+                7
+            }
+            ClientRequest::Identity => 8,
+            ClientRequest::Status => 9,
+        };
+        obj.insert("message_type".into(), message_type.into());
+        Value::Object(obj)
+    }
+
+    /// The bytes a client sends: compact JSON, no trailing newline.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.to_json()).expect("a Value always serializes")
+    }
+}
+
+fn key_data_json(key: &str) -> Value {
+    let mut data = Map::new();
+    data.insert("peer_id".into(), key.into());
+    Value::Object(data)
+}
+
+fn peer_data_json(peer: &PeerData) -> Value {
+    let mut data = Map::new();
+    for (name, value) in [
+        ("peer_id", &peer.peer_id),
+        ("peer_ip", &peer.ip),
+        ("peer_port", &peer.port),
+        ("peer_name", &peer.name),
+    ] {
+        if let Some(v) = value {
+            data.insert(name.into(), v.as_str().into());
+        }
+    }
+    if let Some(ports) = &peer.ports {
+        let ports = ports.iter().map(|(name, &port)| (name.clone(), Value::from(port))).collect();
+        data.insert("ports".into(), Value::Object(ports));
+    }
+    Value::Object(data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The request in a frame that must hold one.
+    fn request(frame: &[u8]) -> Result<Request, BadRequest> {
+        parse(frame).map(|f| match f {
+            Frame::Request(r) => r,
+            Frame::Close => panic!("a close frame"),
+        })
+    }
+
     fn bad(frame: &str) -> BadRequest {
-        parse(frame.as_bytes()).unwrap_err()
+        request(frame.as_bytes()).unwrap_err()
     }
 
     #[test]
     fn both_revisions_parse_to_the_same_fields() {
         let r1 =
-            parse(br#"{"message_type":3,"data":{"peer_ip":"1.2.3.4","peer_port":"8001","peer_name":"F"}}"#)
+            request(br#"{"message_type":3,"data":{"peer_ip":"1.2.3.4","peer_port":"8001","peer_name":"F"}}"#)
                 .unwrap();
         assert_eq!(
             r1,
@@ -393,7 +515,7 @@ mod tests {
                 }
             }
         );
-        let r2 = parse(br#"{"message_type":3,"data":{"peer_id":"Qm1","name":"F","ip":"1.2.3.4","ports":{"userSync":3003}}}"#).unwrap();
+        let r2 = request(br#"{"message_type":3,"data":{"peer_id":"Qm1","name":"F","ip":"1.2.3.4","ports":{"userSync":3003}}}"#).unwrap();
         let Request::Add { key, fields } = r2 else { panic!() };
         assert_eq!(key, "Qm1");
         assert_eq!(fields.ports.unwrap()["userSync"], 3003);
@@ -428,13 +550,99 @@ mod tests {
             b"{\"action\": \"peer get\", \"result\": \"completed\", \"data\": \"\\u00e9\\ud83d\\ude00\"}\n"
         );
         assert_eq!(
-            parse(br#"{"message_type":7.0,"data":{"peer_ip":"1"}}"#),
+            request(br#"{"message_type":7.0,"data":{"peer_ip":"1"}}"#),
             Ok(Request::Get { key: "1".into() })
         );
         assert_eq!(
             bad(r#"{"message_type":9223372036854775808}"#).error,
             "unknown message_type 9223372036854775808"
         );
+    }
+
+    fn sent(request: ClientRequest<'_>) -> String {
+        String::from_utf8(request.encode()).unwrap()
+    }
+
+    #[test]
+    fn typed_requests_are_sent_as_the_hand_built_ones_were() {
+        // Each expected string is what `ctl` sent before the requests were typed.
+        let add = PeerData {
+            ip: Some("1.2.3.4".into()),
+            port: Some("8001".into()),
+            name: Some("Felipe Nunes".into()),
+            ports: Some([("userSync".to_string(), 3003), ("fileSync".to_string(), 3004)].into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            sent(ClientRequest::Add(&add)),
+            r#"{"data":{"peer_ip":"1.2.3.4","peer_name":"Felipe Nunes","peer_port":"8001","ports":{"fileSync":3004,"userSync":3003}},"message_type":3}"#
+        );
+        let update =
+            PeerData { peer_id: Some("12D3KooWX".into()), name: Some("Ana".into()), ..Default::default() };
+        assert_eq!(
+            sent(ClientRequest::Update(&update)),
+            r#"{"data":{"peer_id":"12D3KooWX","peer_name":"Ana"},"message_type":6}"#
+        );
+        assert_eq!(sent(ClientRequest::Add(&PeerData::default())), r#"{"data":{},"message_type":3}"#);
+        let both = PeerData {
+            peer_id: Some("Qm1".into()),
+            ip: Some("1.2.3.4".into()),
+            ports: Some([("a".to_string(), 2)].into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            sent(ClientRequest::Update(&both)),
+            r#"{"data":{"peer_id":"Qm1","peer_ip":"1.2.3.4","ports":{"a":2}},"message_type":6}"#
+        );
+        assert_eq!(
+            sent(ClientRequest::Get("101.3.4.2")),
+            r#"{"data":{"peer_id":"101.3.4.2"},"message_type":7}"#
+        );
+        assert_eq!(
+            sent(ClientRequest::Remove("12D3KooWX")),
+            r#"{"data":{"peer_id":"12D3KooWX"},"message_type":4}"#
+        );
+        assert_eq!(sent(ClientRequest::Table { json: true }), r#"{"format":"json","message_type":2}"#);
+        assert_eq!(sent(ClientRequest::Table { json: false }), r#"{"message_type":2}"#);
+        assert_eq!(sent(ClientRequest::Identity), r#"{"message_type":8}"#);
+        assert_eq!(sent(ClientRequest::Status), r#"{"message_type":9}"#);
+        assert_eq!(sent(ClientRequest::Close), r#"{"message_type":1}"#);
+    }
+
+    #[test]
+    fn typed_requests_parse_back_to_what_they_say() {
+        let peer = PeerData {
+            ip: Some("1.2.3.4".into()),
+            port: Some("8001".into()),
+            name: Some("F".into()),
+            ports: Some([("userSync".to_string(), 3003)].into()),
+            ..Default::default()
+        };
+        let fields = PeerFields {
+            name: Some("F".into()),
+            ip: Some("1.2.3.4".into()),
+            port: Some("8001".into()),
+            peer_id: None,
+            ports: Some([("userSync".to_string(), 3003)].into()),
+            addrs: None,
+        };
+        let key = "1.2.3.4".to_string();
+        let back = |r: ClientRequest<'_>| request(&r.encode());
+        assert_eq!(
+            back(ClientRequest::Add(&peer)),
+            Ok(Request::Add { key: key.clone(), fields: fields.clone() })
+        );
+        assert_eq!(back(ClientRequest::Update(&peer)), Ok(Request::Update { key, fields }));
+        let by_id = PeerData { peer_id: Some("Qm1".into()), name: Some("A".into()), ..Default::default() };
+        let Ok(Request::Update { key, fields }) = back(ClientRequest::Update(&by_id)) else { panic!() };
+        assert_eq!((key.as_str(), fields.peer_id.as_deref(), fields.ip), ("Qm1", Some("Qm1"), None));
+        assert_eq!(back(ClientRequest::Get("k")), Ok(Request::Get { key: "k".into() }));
+        assert_eq!(back(ClientRequest::Remove("k")), Ok(Request::Remove { key: "k".into() }));
+        assert_eq!(back(ClientRequest::Table { json: true }), Ok(Request::Table { json: true }));
+        assert_eq!(back(ClientRequest::Table { json: false }), Ok(Request::Table { json: false }));
+        assert_eq!(back(ClientRequest::Identity), Ok(Request::Identity));
+        assert_eq!(back(ClientRequest::Status), Ok(Request::Status));
+        assert_eq!(parse(&ClientRequest::Close.encode()), Ok(Frame::Close));
     }
 
     #[test]

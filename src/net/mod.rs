@@ -1,5 +1,4 @@
-//! The network edge: libp2p identity, addresses, and (part 2) the swarm. The only module that
-//! imports libp2p.
+//! The network edge: libp2p identity, addresses and the swarm. The only module that imports libp2p.
 
 mod behaviour;
 mod codec;
@@ -9,7 +8,7 @@ mod network;
 pub use identity::{decode_identity, generate_identity, node_id_of};
 pub use libp2p::identity::Keypair;
 pub use libp2p::{Multiaddr, PeerId};
-pub use network::{GossipId, NetConfig, NetEvent, NetStats, Network, Responder, Verdict};
+pub use network::{GossipId, NetConfig, NetEvent, NetStats, Network, Responder};
 
 /// What can go wrong at the network edge.
 #[derive(Debug, thiserror::Error)]

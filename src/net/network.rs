@@ -2,24 +2,20 @@
 //! discovery, keeping enough connections). It hands the node task a few app-level events.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
-use futures::task::AtomicWaker;
 use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
 use libp2p::gossipsub::{self, MessageAcceptance, MessageId, PublishError};
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, ResponseChannel};
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, kad, Multiaddr, PeerId, Swarm};
-use rand::seq::IteratorRandom;
 use serde::Serialize;
 
+use crate::core::replica::{OwnAddress, RequestId, Verdict};
 use crate::core::sync::{SyncRequest, SyncResponse};
 
 use super::behaviour::{build_swarm, Behaviour, BehaviourEvent, Protocols};
@@ -56,17 +52,6 @@ pub struct GossipId {
 #[derive(Debug)]
 pub struct Responder(ResponseChannel<SyncResponse>);
 
-/// The verdict on a gossip message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// Valid and new: forward it.
-    Accept,
-    /// Valid but nothing new: do not forward, no penalty.
-    Ignore,
-    /// Invalid: drop it and lower the sender's score.
-    Reject,
-}
-
 /// What the network tells the node task.
 #[derive(Debug)]
 pub enum NetEvent {
@@ -89,12 +74,14 @@ pub enum NetEvent {
         reason: String,
         responder: Responder,
     },
+    /// The answer to our request `id` (the id given to [`Network::request_sync`]).
     SyncResponse {
         peer: PeerId,
+        id: RequestId,
         response: SyncResponse,
     },
     SyncFailed {
-        peer: PeerId,
+        id: RequestId,
         error: String,
     },
     /// Our listen addresses changed (e.g. the real port of `tcp/0` became known).
@@ -118,37 +105,23 @@ pub struct NetStats {
     pub dead_connections_closed: u64,
 }
 
-/// Tells the node task that the swarm has something to do (see [`Network::next_event`]).
-#[derive(Default)]
-struct SwarmWake {
-    ready: AtomicBool,
-    task: AtomicWaker,
-}
-
-impl Wake for SwarmWake {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.ready.store(true, Ordering::Release);
-        self.task.wake();
-    }
-}
-
 /// The swarm and its connectivity state.
 pub struct Network {
     swarm: Swarm<Behaviour>,
-    wake: Arc<SwarmWake>,
-    /// The waker the swarm is polled with: it sets `wake.ready`, then wakes the node task.
-    swarm_waker: Waker,
     protocols: Protocols,
     config: NetConfig,
     listen_addrs: Vec<Multiaddr>,
     /// Bootstrap addresses without `/p2p/`, with the peer we found there.
     bootstrap_peers: HashMap<Multiaddr, PeerId>,
     last_dial: HashMap<PeerId, Instant>,
-    blocked: HashSet<PeerId>,
+    /// Our outstanding sync requests: libp2p's id to the caller's. An entry leaves with the
+    /// response or the failure, one of which libp2p always reports.
+    outbound: HashMap<OutboundRequestId, RequestId>,
+    /// Peers banned by the replica. The only other reason to block a peer is a test's cut.
+    banned: HashSet<PeerId>,
+    /// Peers a test cut us off from (a partition), separate from bans so neither lifts the other.
+    #[cfg(feature = "test-util")]
+    cut: HashSet<PeerId>,
     stats: NetStats,
 }
 
@@ -165,17 +138,17 @@ impl Network {
         for addr in &config.announce {
             swarm.add_external_address(addr.clone());
         }
-        let wake = Arc::new(SwarmWake { ready: AtomicBool::new(true), task: AtomicWaker::new() });
         let mut net = Network {
             swarm,
-            swarm_waker: Waker::from(wake.clone()),
-            wake,
             protocols,
             config,
             listen_addrs: Vec::new(),
             bootstrap_peers: HashMap::new(),
             last_dial: HashMap::new(),
-            blocked: HashSet::new(),
+            outbound: HashMap::new(),
+            banned: HashSet::new(),
+            #[cfg(feature = "test-util")]
+            cut: HashSet::new(),
             stats: NetStats::default(),
         };
         net.dial_bootstrap();
@@ -204,34 +177,77 @@ impl Network {
         }
     }
 
+    /// What the own record advertises: the best direct address's host and port (a non-loopback
+    /// one if there is one), and every advertised address with `/p2p/<our id>`.
+    pub fn own_address(&self) -> OwnAddress {
+        let advertised = self.advertised_addrs();
+        let configured = self.config.announce.iter().chain(&self.config.listen);
+        let (ip, port) = advertised
+            .iter()
+            .filter(|a| !super::is_loopback(a))
+            .chain(advertised.iter())
+            .chain(configured)
+            .find_map(super::host_and_port)
+            .unwrap_or_default();
+        let me = self.local_peer_id();
+        OwnAddress {
+            ip,
+            port: if port == 0 { String::new() } else { port.to_string() },
+            addrs: advertised.iter().map(|a| format!("{a}/p2p/{me}")).collect(),
+        }
+    }
+
     pub fn connected_peers(&self) -> Vec<PeerId> {
         self.swarm.connected_peers().copied().collect()
     }
 
-    pub fn random_connected_peer(&self) -> Option<PeerId> {
-        self.swarm.connected_peers().copied().choose(&mut rand::thread_rng())
-    }
-
+    /// The gossipsub score of a peer, if it is known.
+    #[cfg(feature = "test-util")]
     pub fn peer_score(&self, peer: &PeerId) -> Option<f64> {
         self.swarm.behaviour().gossipsub.peer_score(peer)
     }
 
-    /// Cuts a peer off (both ways) until [`Network::unblock`]: used to make partitions in tests.
-    pub fn block(&mut self, peer: PeerId) {
-        self.needs_poll();
-        self.blocked.insert(peer);
-        self.swarm.behaviour_mut().blocked.block_peer(peer);
+    /// Cuts a banned peer off, both ways, until [`Network::unban`].
+    pub fn ban(&mut self, peer: PeerId) {
+        self.banned.insert(peer);
+        self.apply_block(peer);
     }
 
-    pub fn unblock(&mut self, peer: PeerId) {
-        self.needs_poll();
-        self.blocked.remove(&peer);
-        self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+    pub fn unban(&mut self, peer: PeerId) {
+        self.banned.remove(&peer);
+        self.apply_block(peer);
+    }
+
+    /// Cuts us off from `peer` (or lets it back): a test's partition. A ban in force stays.
+    #[cfg(feature = "test-util")]
+    pub fn set_cut(&mut self, peer: PeerId, cut: bool) {
+        if cut {
+            self.cut.insert(peer);
+        } else {
+            self.cut.remove(&peer);
+        }
+        self.apply_block(peer);
+    }
+
+    fn is_blocked(&self, peer: &PeerId) -> bool {
+        #[cfg(feature = "test-util")]
+        if self.cut.contains(peer) {
+            return true;
+        }
+        self.banned.contains(peer)
+    }
+
+    /// Makes the swarm's block list agree with the reasons held here.
+    fn apply_block(&mut self, peer: PeerId) {
+        if self.is_blocked(&peer) {
+            self.swarm.behaviour_mut().blocked.block_peer(peer);
+        } else {
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+        }
     }
 
     /// Publishes a delta to every subscribed peer. No peers yet is normal, not an error.
     pub fn publish(&mut self, data: Vec<u8>) {
-        self.needs_poll();
         let topic = self.protocols.topic.clone();
         match self.swarm.behaviour_mut().gossipsub.publish(topic, data) {
             Ok(_) => self.stats.gossip_published += 1,
@@ -243,7 +259,6 @@ impl Network {
     }
 
     pub fn report_gossip(&mut self, id: GossipId, verdict: Verdict) {
-        self.needs_poll();
         let acceptance = match verdict {
             Verdict::Accept => MessageAcceptance::Accept,
             Verdict::Ignore => MessageAcceptance::Ignore,
@@ -259,14 +274,14 @@ impl Network {
             .report_message_validation_result(&id.id, &id.source, acceptance);
     }
 
-    pub fn request_sync(&mut self, peer: &PeerId, request: SyncRequest) {
-        self.needs_poll();
+    /// Sends a sync request; its response or failure comes back as an event carrying `id`.
+    pub fn request_sync(&mut self, peer: &PeerId, id: RequestId, request: SyncRequest) {
         self.stats.sync_requests_sent += 1;
-        self.swarm.behaviour_mut().sync.send_request(peer, Inbound::Valid(request));
+        let libp2p_id = self.swarm.behaviour_mut().sync.send_request(peer, Inbound::Valid(request));
+        self.outbound.insert(libp2p_id, id);
     }
 
     pub fn respond_sync(&mut self, responder: Responder, response: SyncResponse) {
-        self.needs_poll();
         // Fails only if the peer is gone or timed out; nothing to do then.
         self.stats.sync_responses_sent += 1;
         let _ = self.swarm.behaviour_mut().sync.send_response(responder.0, response);
@@ -275,7 +290,6 @@ impl Network {
     /// Keeps the node connected: re-dials the bootstrap peers when none of them is connected (a
     /// healed partition re-merges by itself) and dials known peers while below the target.
     pub fn maintain(&mut self) {
-        self.needs_poll();
         let connected: HashSet<PeerId> = self.swarm.connected_peers().copied().collect();
         let bootstrap_connected =
             self.bootstrap_peers.values().any(|p| connected.contains(p)) || self.config.bootstrap.is_empty();
@@ -301,7 +315,7 @@ impl Network {
             if dials >= MAX_DIALS_PER_ROUND || connected.len() + dials >= self.config.target_peers {
                 break;
             }
-            if self.blocked.contains(&peer) || self.last_dial.contains_key(&peer) {
+            if self.is_blocked(&peer) || self.last_dial.contains_key(&peer) {
                 continue;
             }
             self.dial_peer(peer, addrs);
@@ -327,14 +341,14 @@ impl Network {
             match peer_of(&addr) {
                 Some(peer) if peer == self.local_peer_id() => continue,
                 Some(peer) => {
-                    if self.swarm.is_connected(&peer) || self.blocked.contains(&peer) {
+                    if self.swarm.is_connected(&peer) || self.is_blocked(&peer) {
                         continue;
                     }
                     self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
                 }
                 None => {
                     if let Some(peer) = self.bootstrap_peers.get(&addr) {
-                        if self.swarm.is_connected(peer) || self.blocked.contains(peer) {
+                        if self.swarm.is_connected(peer) || self.is_blocked(peer) {
                             continue;
                         }
                     }
@@ -347,33 +361,15 @@ impl Network {
         }
     }
 
-    /// The swarm has work queued by a call from the node task: poll it on the next turn.
-    fn needs_poll(&self) {
-        self.wake.ready.store(true, Ordering::Release);
-    }
-
     /// The next event the node task should see; everything else is handled here.
-    /// Cancel-safe: nothing is held across polls.
+    /// Cancel-safe: an event is either returned or fully handled before the next await.
     pub async fn next_event(&mut self) -> NetEvent {
-        std::future::poll_fn(|cx| self.poll_event(cx)).await
-    }
-
-    /// Polls the swarm only if something woke it (or we called into it) since it last returned
-    /// `Pending`: polling an idle swarm costs more than serving a get, and the node task is woken
-    /// for every manager command.
-    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<NetEvent> {
-        self.wake.task.register(cx.waker());
-        let waker = self.swarm_waker.clone();
-        while self.wake.ready.swap(false, Ordering::AcqRel) {
-            let mut inner = Context::from_waker(&waker);
-            while let Poll::Ready(Some(event)) = self.swarm.poll_next_unpin(&mut inner) {
-                if let Some(e) = self.handle(event) {
-                    self.needs_poll(); // more may be queued
-                    return Poll::Ready(e);
-                }
+        loop {
+            let event = self.swarm.select_next_some().await;
+            if let Some(e) = self.handle(event) {
+                return e;
             }
         }
-        Poll::Pending
     }
 
     fn handle(&mut self, event: SwarmEvent<BehaviourEvent>) -> Option<NetEvent> {
@@ -437,7 +433,7 @@ impl Network {
                         .is_none_or(|t| now.duration_since(*t) >= REDIAL_BACKOFF);
                     if info.peer_id != self.local_peer_id()
                         && !self.swarm.is_connected(&info.peer_id)
-                        && !self.blocked.contains(&info.peer_id)
+                        && !self.is_blocked(&info.peer_id)
                         && fresh
                     {
                         self.dial_peer(info.peer_id, info.addrs);
@@ -476,13 +472,15 @@ impl Network {
                 request_response::Message::Request {
                     request: Inbound::Malformed(reason), channel, ..
                 } => Some(NetEvent::MalformedSyncRequest { peer, reason, responder: Responder(channel) }),
-                request_response::Message::Response { response, .. } => {
-                    Some(NetEvent::SyncResponse { peer, response })
+                request_response::Message::Response { request_id, response } => {
+                    let id = self.outbound.remove(&request_id)?;
+                    Some(NetEvent::SyncResponse { peer, id, response })
                 }
             },
-            request_response::Event::OutboundFailure { peer, error, .. } => {
+            request_response::Event::OutboundFailure { request_id, error, .. } => {
                 self.stats.sync_outbound_failures += 1;
-                Some(NetEvent::SyncFailed { peer, error: error.to_string() })
+                let id = self.outbound.remove(&request_id)?;
+                Some(NetEvent::SyncFailed { id, error: error.to_string() })
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
                 // Timeouts and streams that broke; unreadable requests come as `Malformed`.

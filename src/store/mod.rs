@@ -29,8 +29,6 @@ const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const LOG_FOLD_AT: u64 = 8192;
 /// First byte of every stored value, so a future format can be told apart.
 const FORMAT_V1: u8 = 1;
-/// Jobs waiting for the writer; a full queue makes writers wait (backpressure), never grows memory.
-pub const WRITE_QUEUE: usize = 4096;
 /// At most this many jobs share one transaction and one fsync.
 pub const MAX_GROUP: usize = 1024;
 /// redb's page cache: the whole table also lives in memory, so the cache only serves writes.
@@ -49,6 +47,8 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
     #[error("the store's writer has stopped")]
     Closed,
+    #[error("the store's queue is full")]
+    QueueFull,
 }
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
@@ -95,27 +95,41 @@ fn decode_log(seq: u64, bytes: &[u8]) -> Result<Entry, StoreError> {
     }
 }
 
-/// Called once a job is durable (or failed), on the writer thread.
-pub type OnDurable = Box<dyn FnOnce(Result<(), Arc<StoreError>>) + Send>;
-
-/// One unit of work for the writer: entries to write, keys to delete, and who to tell when done.
-pub struct WriteJob {
+/// One commit for the writer: entries to write and keys to delete, in one transaction.
+#[derive(Debug)]
+pub struct Job {
+    /// The caller's number for this commit; the answer carries it back.
+    pub seq: u64,
     pub puts: Vec<Entry>,
     pub deletes: Vec<String>,
-    pub on_durable: Option<OnDurable>,
+}
+
+/// The writer's answer to a [`Job`].
+#[derive(Debug)]
+pub enum StoreEvent {
+    /// Job `seq` is durable (fsynced).
+    Committed(u64),
+    /// Job `seq` could not be made durable.
+    Failed(u64, Arc<StoreError>),
 }
 
 /// Handle to the store. Dropping it (or [`Store::close`]) lets the writer finish its queue and stop.
 pub struct Store {
     /// `None` once closing: dropping the sender is what tells the writer to finish.
-    jobs: Option<mpsc::Sender<WriteJob>>,
+    jobs: Option<mpsc::Sender<Job>>,
     writer: Option<JoinHandle<()>>,
 }
 
 impl Store {
     /// Opens (or creates) the table in `dir`, handing every stored entry to `load` (streamed, so
-    /// the table is never held twice in memory).
-    pub fn open(dir: &Path, mut load: impl FnMut(Entry)) -> Result<Store, StoreError> {
+    /// the table is never held twice in memory). Returns the store and the channel its answers
+    /// come on. `capacity` bounds both the job queue and the answers: a caller that keeps at most
+    /// `capacity` jobs unanswered never finds either full, and the writer never waits for it.
+    pub fn open(
+        dir: &Path,
+        capacity: usize,
+        mut load: impl FnMut(Entry),
+    ) -> Result<(Store, mpsc::Receiver<StoreEvent>), StoreError> {
         ensure_dir(dir)?;
         let db =
             Database::builder().set_cache_size(CACHE_BYTES).create(dir.join(TABLE_FILE)).map_err(db_err)?;
@@ -141,22 +155,34 @@ impl Store {
             }
             (next_seq, logged)
         };
-        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let capacity = capacity.max(1);
+        let (tx, rx) = mpsc::channel(capacity);
+        let (events, events_rx) = mpsc::channel(capacity);
         let writer = std::thread::Builder::new()
             .name("udht-store".into())
-            .spawn(move || Writer { db, next_seq, logged }.run(rx))
+            .spawn(move || Writer { db, next_seq, logged }.run(rx, events))
             .map_err(|e| StoreError::DataDir { path: dir.to_owned(), source: e })?;
-        Ok(Store { jobs: Some(tx), writer: Some(writer) })
+        Ok((Store { jobs: Some(tx), writer: Some(writer) }, events_rx))
     }
 
-    /// Queues a job; waits while the queue is full.
-    pub async fn write(&self, job: WriteJob) -> Result<(), StoreError> {
+    /// Queues a job without waiting. A full queue is an error, not a wait: the caller bounds
+    /// what it has in flight (see [`Store::open`]), so this only happens if that bound is broken.
+    pub fn submit(&self, job: Job) -> Result<(), StoreError> {
         let jobs = self.jobs.as_ref().ok_or(StoreError::Closed)?;
-        jobs.send(job).await.map_err(|_| StoreError::Closed)
+        jobs.try_send(job).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => StoreError::QueueFull,
+            mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+        })
     }
 
-    /// Stops accepting jobs, commits what is queued, and waits for the writer to finish.
-    pub async fn close(mut self) {
+    /// Takes no more jobs; the writer commits what is queued, answers it, and stops.
+    pub fn stop_accepting(&mut self) {
+        self.jobs = None;
+    }
+
+    /// Stops accepting jobs, commits what is queued, and waits for the writer to finish. The
+    /// answers must be drained meanwhile (or their receiver dropped), or the writer waits.
+    pub async fn close(&mut self) {
         self.jobs = None;
         if let Some(w) = self.writer.take() {
             let _ = tokio::task::spawn_blocking(move || w.join()).await;
@@ -191,7 +217,7 @@ struct Writer {
 impl Writer {
     /// Takes every queued job (up to [`MAX_GROUP`]), commits them in one durable transaction, then
     /// reports to each. While it commits, new jobs queue up for the next group.
-    fn run(mut self, mut rx: mpsc::Receiver<WriteJob>) {
+    fn run(mut self, mut rx: mpsc::Receiver<Job>, events: mpsc::Sender<StoreEvent>) {
         let mut group = Vec::with_capacity(MAX_GROUP);
         while let Some(first) = rx.blocking_recv() {
             group.push(first);
@@ -206,8 +232,14 @@ impl Writer {
                 tracing::error!(error = %e, jobs = group.len(), "store commit failed");
             }
             for job in group.drain(..) {
-                if let Some(done) = job.on_durable {
-                    done(result.clone());
+                let event = match &result {
+                    Ok(()) => StoreEvent::Committed(job.seq),
+                    Err(e) => StoreEvent::Failed(job.seq, e.clone()),
+                };
+                // Waits only if the caller broke its bound (see `Store::open`); fails only once
+                // the caller is gone, when nobody is left to tell.
+                if events.blocking_send(event).is_err() {
+                    tracing::debug!("store answers have no receiver any more");
                 }
             }
             // After the replies: folding takes a while, and nobody waits for it.
@@ -220,7 +252,7 @@ impl Writer {
         tracing::debug!("store writer stopped");
     }
 
-    fn commit(&mut self, group: &[WriteJob]) -> Result<(), StoreError> {
+    fn commit(&mut self, group: &[Job]) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(db_err)?;
         let mut seq = self.next_seq;
         {
@@ -296,27 +328,20 @@ mod tests {
         let b = t.put("b".into(), record(), 1000);
         let tomb = t.remove("b", 1001).unwrap();
         {
-            let store = Store::open(dir.path(), |e| panic!("a new store holds nothing, got {e:?}")).unwrap();
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            store
-                .write(WriteJob { puts: vec![a.clone(), b], deletes: vec![], on_durable: None })
-                .await
-                .unwrap();
-            store
-                .write(WriteJob {
-                    puts: vec![tomb.clone()],
-                    deletes: vec!["zzz".into()],
-                    on_durable: Some(Box::new(move |r| {
-                        let _ = tx.send(r.is_ok());
-                    })),
-                })
-                .await
-                .unwrap();
-            assert!(rx.await.unwrap());
+            let (mut store, mut events) =
+                Store::open(dir.path(), 8, |e| panic!("a new store holds nothing, got {e:?}")).unwrap();
+            store.submit(Job { seq: 1, puts: vec![a.clone(), b], deletes: vec![] }).unwrap();
+            store.submit(Job { seq: 2, puts: vec![tomb.clone()], deletes: vec!["zzz".into()] }).unwrap();
+            for want in [1, 2] {
+                match events.recv().await {
+                    Some(StoreEvent::Committed(seq)) => assert_eq!(seq, want, "answers come in order"),
+                    other => panic!("expected commit {want}, got {other:?}"),
+                }
+            }
             store.close().await;
         }
         let mut loaded = Vec::new();
-        let _store = Store::open(dir.path(), |e| loaded.push(e)).unwrap();
+        let _store = Store::open(dir.path(), 8, |e| loaded.push(e)).unwrap();
         loaded.sort_by(|x, y| x.key.cmp(&y.key));
         assert_eq!(loaded, vec![a, tomb]);
         let reloaded = Table::load(NodeId([1; 32]), TableConfig::default(), loaded);
@@ -331,25 +356,30 @@ mod tests {
         let mut t = Table::new(NodeId([1; 32]), TableConfig::default());
         let total = LOG_FOLD_AT as usize + 500; // folds once, then leaves 500+ in the log
         {
-            let store = Store::open(dir.path(), |_| {}).unwrap();
+            let (mut store, mut events) = Store::open(dir.path(), 64, |_| {}).unwrap();
+            let mut seq = 0;
+            let mut submit = |puts: Vec<Entry>, deletes: Vec<String>| {
+                seq += 1;
+                store.submit(Job { seq, puts, deletes }).unwrap();
+            };
             for i in 0..total {
-                let e = t.put(format!("k{}", i % 1000), record(), 1000 + i as u64);
-                store.write(WriteJob { puts: vec![e], deletes: vec![], on_durable: None }).await.unwrap();
+                submit(vec![t.put(format!("k{}", i % 1000), record(), 1000 + i as u64)], vec![]);
+                if i % 32 == 31 {
+                    // Keep under the capacity, as the node does.
+                    for _ in 0..32 {
+                        assert!(matches!(events.recv().await, Some(StoreEvent::Committed(_))));
+                    }
+                }
             }
-            let gone = t.remove("k7", 50_000).unwrap();
-            store.write(WriteJob { puts: vec![gone], deletes: vec![], on_durable: None }).await.unwrap();
+            submit(vec![t.remove("k7", 50_000).unwrap()], vec![]);
             // A tombstone collection deletes k7 while its tombstone may still be logged.
             t.collect_tombstones(u64::MAX);
-            store
-                .write(WriteJob { puts: vec![], deletes: vec!["k7".into()], on_durable: None })
-                .await
-                .unwrap();
-            let e = t.put("after-delete".into(), record(), 60_000);
-            store.write(WriteJob { puts: vec![e], deletes: vec![], on_durable: None }).await.unwrap();
+            submit(vec![], vec!["k7".into()]);
+            submit(vec![t.put("after-delete".into(), record(), 60_000)], vec![]);
             store.close().await;
         }
         let mut loaded = Table::new(NodeId([1; 32]), TableConfig::default());
-        let _store = Store::open(dir.path(), |e| loaded.load_entry(e)).unwrap();
+        let _store = Store::open(dir.path(), 8, |e| loaded.load_entry(e)).unwrap();
         assert_eq!(loaded.len_with_tombstones(), t.len_with_tombstones());
         assert_eq!(loaded.root(), t.root(), "same keys and stamps as the live table");
         assert!(loaded.entry("k7").is_none(), "the delete was not undone by the log");
@@ -359,5 +389,21 @@ mod tests {
     fn unknown_formats_are_reported_not_guessed() {
         assert!(matches!(decode("k", &[9, 1, 2]), Err(StoreError::Corrupt { .. })));
         assert!(matches!(decode("k", &[]), Err(StoreError::Corrupt { .. })));
+    }
+}
+
+#[cfg(test)]
+mod bounds {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_job_beyond_the_capacity_is_refused_not_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _events) = Store::open(dir.path(), 1, |_| {}).unwrap();
+        // The writer may take the first job at once; keep submitting until the queue is full.
+        let refused = (0..1000)
+            .map(|seq| store.submit(Job { seq, puts: vec![], deletes: vec![] }))
+            .find(Result::is_err);
+        assert!(matches!(refused, Some(Err(StoreError::QueueFull))), "{refused:?}");
     }
 }

@@ -1,0 +1,178 @@
+//! The composition root: wires the store, the network, the node task and the manager socket
+//! together (and is the only module that knows all four). `udht-node` calls [`RunningNode::start`];
+//! so do the tests, the cluster harness and the benchmarks.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::core::replica::{ReplicaConfig, DEFAULT_MAX_IN_FLIGHT};
+use crate::core::{Table, TableConfig};
+use crate::manager::{self, ManagerConfig, ManagerError};
+use crate::net::{self, Multiaddr, NetConfig, NetError, Network};
+use crate::node::{self, NodeError, NodeHandle, Parts};
+use crate::store::{self, StoreError};
+
+/// How often the node rewrites its own record's `lastConnectionOn`: slow, since every refresh is
+/// a write that every replica stores.
+pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+/// How often expired tombstones are looked for; they expire after days, so hourly is plenty.
+pub const DEFAULT_GC_INTERVAL: Duration = Duration::from_secs(3600);
+/// How often anti-entropy runs with a random connected peer (besides on every new connection).
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(10);
+/// The network id in protocol names and the gossip topic.
+pub const DEFAULT_NETWORK_ID: &str = "udht";
+/// Connections the node keeps dialling towards: enough for a healthy gossipsub mesh (6).
+pub const DEFAULT_TARGET_PEERS: usize = 8;
+/// Commits the store may be asked for beyond `max_in_flight`: the replica's timers (own-record
+/// refresh, tombstone collection) may each add one while writes are paused.
+const STORE_SLACK: usize = 8;
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Holds `table.redb` and `identity.key`.
+    pub data_dir: PathBuf,
+    /// The manager socket's address; must be loopback.
+    pub manager_addr: SocketAddr,
+    pub listen: Vec<Multiaddr>,
+    pub bootstrap: Vec<Multiaddr>,
+    /// Addresses others should dial; the first one also gives the own record's ip and port.
+    pub announce: Vec<Multiaddr>,
+    /// The own record's `name`; defaults to `udht-` and the peer id's tail.
+    pub name: Option<String>,
+    pub table: TableConfig,
+    pub manager: ManagerConfig,
+    pub refresh_interval: Duration,
+    pub gc_interval: Duration,
+    pub sync_interval: Duration,
+    pub network_id: String,
+    pub target_peers: usize,
+    /// Commits waiting for the store at most; writes (local and remote) pause beyond it.
+    pub max_in_flight: usize,
+}
+
+impl NodeConfig {
+    /// A config with every default, for a data dir and manager address.
+    pub fn new(data_dir: impl Into<PathBuf>, manager_addr: SocketAddr) -> Self {
+        NodeConfig {
+            data_dir: data_dir.into(),
+            manager_addr,
+            listen: Vec::new(),
+            bootstrap: Vec::new(),
+            announce: Vec::new(),
+            name: None,
+            table: TableConfig::default(),
+            manager: ManagerConfig::default(),
+            refresh_interval: DEFAULT_REFRESH_INTERVAL,
+            gc_interval: DEFAULT_GC_INTERVAL,
+            sync_interval: DEFAULT_SYNC_INTERVAL,
+            network_id: DEFAULT_NETWORK_ID.to_owned(),
+            target_peers: DEFAULT_TARGET_PEERS,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+        }
+    }
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error(transparent)]
+    Manager(#[from] ManagerError),
+}
+
+/// A started node: its handle, addresses, and the means to stop it.
+pub struct RunningNode {
+    pub handle: NodeHandle,
+    /// Where the manager socket actually listens (the port is real even if 0 was asked).
+    pub manager_addr: SocketAddr,
+    pub peer_id: String,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<Result<(), NodeError>>,
+    manager: JoinHandle<()>,
+}
+
+impl RunningNode {
+    /// Starts a node: binds the manager socket, loads identity and table, joins the network, and
+    /// spawns the node task and the manager.
+    pub async fn start(config: NodeConfig) -> Result<RunningNode, StartError> {
+        // First, so that a bad or busy manager address fails before anything else is touched.
+        let listener = manager::bind(config.manager_addr).await?;
+        let manager_addr = listener.local_addr().map_err(ManagerError::from)?;
+        let (dir, table_config) = (config.data_dir.clone(), config.table);
+        let capacity = config.max_in_flight.max(1) + STORE_SLACK;
+        let (keypair, store, store_events, table) = tokio::task::spawn_blocking(move || {
+            let key_bytes = store::load_or_create_identity(&dir, net::generate_identity)?;
+            let keypair = net::decode_identity(&key_bytes)?;
+            let mut table = Table::new(net::node_id_of(&keypair)?, table_config);
+            let (store, events) = store::Store::open(&dir, capacity, |e| table.load_entry(e))?;
+            Ok::<_, StartError>((keypair, store, events, table))
+        })
+        .await
+        .expect("start-up task panicked")?;
+        let records = table.len();
+        let net = Network::start(keypair, net_config(&config))?;
+        let peer_id = net.local_peer_id().to_string();
+        let parts = Parts { replica: replica_config(&config, &peer_id), table, store, store_events, net };
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (handle, task) = node::spawn(parts, shutdown_rx.clone());
+        let manager = tokio::spawn(manager::serve(listener, handle.clone(), config.manager, shutdown_rx));
+        tracing::info!(%peer_id, manager = %manager_addr, records, "node started");
+        Ok(RunningNode { handle, manager_addr, peer_id, shutdown, task, manager })
+    }
+
+    /// Stops the node: the manager stops accepting, the node task ends, the store commits its
+    /// queue and closes.
+    pub async fn shutdown(self) -> Result<(), NodeError> {
+        let _ = self.shutdown.send(true);
+        let _ = self.manager.await;
+        self.task.await.unwrap_or(Err(NodeError::ShuttingDown))
+    }
+
+    /// Runs until `stop` completes (then shuts down cleanly) or the node task ends by itself
+    /// (a fatal storage error, returned).
+    pub async fn run_until(mut self, stop: impl std::future::Future<Output = ()>) -> Result<(), NodeError> {
+        tokio::select! {
+            _ = stop => self.shutdown().await,
+            ended = &mut self.task => {
+                let _ = self.shutdown.send(true);
+                let _ = self.manager.await;
+                ended.unwrap_or(Err(NodeError::ShuttingDown))
+            }
+        }
+    }
+}
+
+fn net_config(config: &NodeConfig) -> NetConfig {
+    NetConfig {
+        listen: config.listen.clone(),
+        bootstrap: config.bootstrap.clone(),
+        announce: config.announce.clone(),
+        network_id: config.network_id.clone(),
+        target_peers: config.target_peers,
+    }
+}
+
+fn replica_config(config: &NodeConfig, peer_id: &str) -> ReplicaConfig {
+    ReplicaConfig {
+        own_key: peer_id.to_owned(),
+        name: config.name.clone().unwrap_or_else(|| default_name(peer_id)),
+        sync_interval_ms: config.sync_interval.as_millis() as u64,
+        refresh_interval_ms: config.refresh_interval.as_millis() as u64,
+        gc_interval_ms: config.gc_interval.as_millis() as u64,
+        max_in_flight: config.max_in_flight.max(1),
+        seed: rand::random(),
+    }
+}
+
+/// `udht-` and the last 8 characters of the peer id: short, and unique in practice.
+fn default_name(peer_id: &str) -> String {
+    format!("udht-{}", &peer_id[peer_id.len().saturating_sub(8)..])
+}

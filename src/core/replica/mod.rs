@@ -1,0 +1,473 @@
+//! The replication protocol as a pure state machine: `handle(input, now) -> outputs`.
+//!
+//! The replica owns the table and every decision about it: local writes (validated here, so no
+//! caller can commit an invalid record), gossip deltas (judged whole, merged, made durable, then
+//! forwarded), anti-entropy sessions (keyed by request id), strikes and bans, timers, and the
+//! durability handshake: every change goes out as [`Output::Persist`] with a sequence number and
+//! waits in `pending` until the store answers [`Input::Committed`]; only then is the client
+//! answered and the change published. No I/O, no clock, no runtime: the node task executes the
+//! outputs over the swarm, the store and the manager, and the simulation (`sim`) over a model.
+
+mod antientropy;
+mod guard;
+mod io;
+#[cfg(any(test, feature = "test-util"))]
+pub mod sim;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeSet, HashMap};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::core::delta::{batch_deltas, decode_delta};
+use crate::core::record::{validate_key, PeerFields, PeerRecord, MAX_ADDRS};
+use crate::core::sync::{respond, SyncResponse};
+use crate::core::{Entry, Table};
+
+pub use antientropy::MAX_SYNC_SESSIONS;
+pub use guard::{BAN_MS, MAX_STRIKES};
+pub use io::{Input, Output, OwnAddress, RequestId, Seq, Timer, Types, Verdict, WriteError, WriteOp};
+
+use antientropy::{Advance, AntiEntropy};
+use guard::{Guard, Struck};
+
+/// Local writes are collected this long before they are published as one delta.
+pub const GOSSIP_BATCH_MS: u64 = 2;
+/// A repair this small is also gossiped, so a healed partition spreads at gossip speed; larger
+/// repairs (a join) are left to each node's own anti-entropy rather than flooding the mesh.
+pub const MAX_REGOSSIP_ENTRIES: usize = 256;
+/// Commits waiting for the store, by default. The runtime stops feeding writes while this many
+/// are pending, which bounds the store's queues and, through them, memory.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
+
+/// Settings of a replica.
+#[derive(Debug, Clone)]
+pub struct ReplicaConfig {
+    /// The own record's key: this node's peer id. Clients may not write it.
+    pub own_key: String,
+    /// The own record's `name`.
+    pub name: String,
+    pub sync_interval_ms: u64,
+    pub refresh_interval_ms: u64,
+    pub gc_interval_ms: u64,
+    /// Most commits pending at once; see [`DEFAULT_MAX_IN_FLIGHT`].
+    pub max_in_flight: usize,
+    /// Seeds the replica's choices (which peer to sync with, jitter), so a simulation replays.
+    pub seed: u64,
+}
+
+/// Counters of replication, reported in status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SyncStats {
+    /// Sessions this node started and finished.
+    pub sessions_completed: u64,
+    /// Sessions that failed (timeouts, protocol errors).
+    pub sessions_failed: u64,
+    /// Answers to requests no session waits on any more (the session ended meanwhile).
+    pub stale_answers: u64,
+    /// Entries that anti-entropy changed here (pulled, or pushed to us).
+    pub entries_repaired: u64,
+    /// Requests refused as malformed.
+    pub requests_refused: u64,
+    /// Peers banned for repeated bad messages.
+    pub peers_banned: u64,
+    /// Own-record writes skipped because the record broke a limit (e.g. an over-long name).
+    pub own_record_refused: u64,
+}
+
+/// What happens when a commit becomes durable.
+struct Pending<T: Types> {
+    /// The local client waiting for it.
+    reply: Option<T::Reply>,
+    /// The gossip message it came from: forwarded (Accept) only once durable here.
+    gossip: Option<T::Gossip>,
+    /// Entries to publish once durable (local writes and small repairs).
+    publish: Vec<Entry>,
+}
+
+/// One replica of the table and its replication state.
+pub struct Replica<T: Types> {
+    config: ReplicaConfig,
+    table: Table,
+    /// What the own record advertises; rewritten when it changes.
+    own_address: OwnAddress,
+    rng: StdRng,
+    next_seq: Seq,
+    /// Commits handed to the store and not yet answered.
+    pending: HashMap<Seq, Pending<T>>,
+    /// Durable entries waiting for the next delta.
+    outbox: Vec<Entry>,
+    /// Whether [`Timer::FlushGossip`] is armed.
+    flush_armed: bool,
+    /// Whether [`Timer::Bans`] is armed.
+    bans_armed: bool,
+    /// Ordered, so that a seeded choice among them replays.
+    connected: BTreeSet<T::Peer>,
+    sessions: AntiEntropy<T::Peer>,
+    guard: Guard<T::Peer>,
+    stats: SyncStats,
+    out: Vec<Output<T>>,
+}
+
+impl<T: Types> Replica<T> {
+    /// A replica over `table` (loaded from the store, or empty).
+    pub fn new(config: ReplicaConfig, table: Table) -> Self {
+        Replica {
+            rng: StdRng::seed_from_u64(config.seed),
+            config,
+            table,
+            own_address: OwnAddress::default(),
+            next_seq: 0,
+            pending: HashMap::new(),
+            outbox: Vec::new(),
+            flush_armed: false,
+            bans_armed: false,
+            connected: BTreeSet::new(),
+            sessions: AntiEntropy::default(),
+            guard: Guard::default(),
+            stats: SyncStats::default(),
+            out: Vec::new(),
+        }
+    }
+
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    pub fn stats(&self) -> SyncStats {
+        self.stats
+    }
+
+    pub fn config(&self) -> &ReplicaConfig {
+        &self.config
+    }
+
+    /// Whether another write may be fed in: fewer than `max_in_flight` commits are pending.
+    /// Timers may still add a commit or two beyond it.
+    pub fn can_accept(&self) -> bool {
+        self.pending.len() < self.config.max_in_flight
+    }
+
+    /// Commits waiting for the store.
+    pub fn pending_commits(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Handles one input at wall-clock time `now_us` (microseconds since the Unix epoch) and
+    /// returns what the runtime must do, in order.
+    pub fn handle(&mut self, input: Input<T>, now_us: i64) -> std::vec::Drain<'_, Output<T>> {
+        let now_ms = u64::try_from(now_us / 1000).unwrap_or(0);
+        match input {
+            Input::Start => self.start(now_us),
+            Input::Write { op, reply } => self.write(op, reply, now_us),
+            Input::OwnAddress(address) => {
+                if address != self.own_address {
+                    self.own_address = address;
+                    self.write_own_record(now_us);
+                }
+            }
+            Input::PeerConnected(peer) => {
+                self.connected.insert(peer);
+                self.start_sync(peer);
+            }
+            Input::PeerDisconnected(peer) => {
+                self.connected.remove(&peer);
+                self.sessions.forget(&peer);
+                self.guard.disconnected(&peer);
+            }
+            Input::Gossip { from, id, data } => self.on_gossip(from, id, &data, now_ms),
+            Input::SyncRequest { from, request, responder } => {
+                match respond(&mut self.table, request, now_ms) {
+                    Ok((response, changed, refused)) => {
+                        self.out.push(Output::RespondSync { to: responder, response });
+                        self.repaired(changed);
+                        if refused > 0 {
+                            self.strike(from, now_ms);
+                        }
+                    }
+                    Err(e) => self.refuse_request(from, responder, e.to_string(), now_ms),
+                }
+            }
+            Input::MalformedSyncRequest { from, reason, responder } => {
+                self.refuse_request(from, responder, reason, now_ms)
+            }
+            Input::SyncResponse { from: _, id, response } => self.on_sync_response(id, response, now_ms),
+            Input::SyncFailed { id, error: _ } => match self.sessions.on_failure(id) {
+                Some(_) => self.stats.sessions_failed += 1,
+                None => self.stats.stale_answers += 1,
+            },
+            Input::Committed(seq) => self.committed(seq),
+            Input::CommitFailed { seq, error } => self.commit_failed(seq, error),
+            Input::TimerFired(timer) => self.timer(timer, now_us),
+        }
+        self.out.drain(..)
+    }
+
+    fn start(&mut self, now_us: i64) {
+        let refresh = self.config.refresh_interval_ms;
+        // Jittered: nodes started together must not all rewrite their records at the same moment.
+        let first_refresh = self.rng.gen_range(0..=refresh);
+        self.schedule(first_refresh, Timer::Refresh);
+        self.schedule(self.config.sync_interval_ms, Timer::Sync);
+        self.schedule(self.config.gc_interval_ms, Timer::CollectTombstones);
+        self.write_own_record(now_us);
+    }
+
+    fn schedule(&mut self, after_ms: u64, timer: Timer) {
+        self.out.push(Output::Schedule { after_ms, timer });
+    }
+
+    fn timer(&mut self, timer: Timer, now_us: i64) {
+        let now_ms = u64::try_from(now_us / 1000).unwrap_or(0);
+        match timer {
+            Timer::FlushGossip => {
+                self.flush_armed = false;
+                for delta in batch_deltas(std::mem::take(&mut self.outbox)) {
+                    self.out.push(Output::Publish(delta));
+                }
+            }
+            Timer::Sync => {
+                if !self.connected.is_empty() {
+                    let i = self.rng.gen_range(0..self.connected.len());
+                    let peer = *self.connected.iter().nth(i).expect("index below len");
+                    self.start_sync(peer);
+                }
+                self.schedule(self.config.sync_interval_ms, Timer::Sync);
+            }
+            Timer::Refresh => {
+                self.write_own_record(now_us);
+                self.schedule(self.config.refresh_interval_ms, Timer::Refresh);
+            }
+            Timer::CollectTombstones => {
+                let expired = self.table.collect_tombstones(now_ms);
+                if !expired.is_empty() {
+                    self.persist(Vec::new(), expired, None, None, false);
+                }
+                self.schedule(self.config.gc_interval_ms, Timer::CollectTombstones);
+            }
+            Timer::Bans => {
+                self.bans_armed = false;
+                for peer in self.guard.expire(now_ms) {
+                    self.out.push(Output::Unban(peer));
+                }
+                self.arm_bans(now_ms);
+            }
+        }
+    }
+
+    /// A local client's write: checked here (the table's limits, the own record), applied, and
+    /// handed to the store; the client is answered once it is durable.
+    fn write(&mut self, op: WriteOp, reply: T::Reply, now_us: i64) {
+        match self.apply_write(op, now_us) {
+            Ok(Some(entry)) => self.persist(vec![entry], Vec::new(), Some(reply), None, true),
+            Ok(None) => self.out.push(Output::Reply { to: reply, result: Ok(false) }),
+            Err(e) => self.out.push(Output::Reply { to: reply, result: Err(e) }),
+        }
+    }
+
+    /// Applies a local write to the table; `None` when the protocol says no (exists / missing).
+    fn apply_write(&mut self, op: WriteOp, now_us: i64) -> Result<Option<Entry>, WriteError> {
+        let now_ms = u64::try_from(now_us / 1000).unwrap_or(0);
+        validate_key(op.key())?;
+        if op.key() == self.config.own_key {
+            return Err(WriteError::OwnRecord);
+        }
+        let entry = match op {
+            WriteOp::Add { key, fields } => {
+                if self.table.get(&key).is_some() {
+                    return Ok(None);
+                }
+                let record = PeerRecord::create(fields, now_us);
+                record.validate()?;
+                self.table.put(key, record, now_ms)
+            }
+            WriteOp::Update { key, fields } => {
+                let Some(current) = self.table.get(&key) else { return Ok(None) };
+                let record = current.updated(fields, now_us);
+                record.validate()?;
+                self.table.put(key, record, now_ms)
+            }
+            WriteOp::Remove { key } => match self.table.remove(&key, now_ms) {
+                Some(tombstone) => tombstone,
+                None => return Ok(None),
+            },
+        };
+        self.applied(&entry);
+        Ok(Some(entry))
+    }
+
+    /// Puts (or refreshes) this node's own record: key = peer id, `lastConnectionOn` = now.
+    fn write_own_record(&mut self, now_us: i64) {
+        let key = self.config.own_key.clone();
+        let address = &self.own_address;
+        let fields = PeerFields {
+            name: Some(self.config.name.clone()),
+            ip: Some(address.ip.clone()),
+            port: Some(address.port.clone()),
+            peer_id: Some(key.clone()),
+            ports: None,
+            addrs: Some(address.addrs.iter().take(MAX_ADDRS).cloned().collect()),
+        };
+        let record = match self.table.get(&key) {
+            Some(current) => current.updated(fields, now_us),
+            None => PeerRecord::create(fields, now_us),
+        };
+        if record.validate().is_err() {
+            self.stats.own_record_refused += 1;
+            return;
+        }
+        let entry = self.table.put(key, record, u64::try_from(now_us / 1000).unwrap_or(0));
+        self.applied(&entry);
+        self.persist(vec![entry], Vec::new(), None, None, true);
+    }
+
+    fn applied(&mut self, e: &Entry) {
+        self.out.push(Output::Applied { key: e.key.clone(), record: e.record.clone() });
+    }
+
+    /// Hands a commit to the store and remembers what to do once it is durable.
+    fn persist(
+        &mut self,
+        puts: Vec<Entry>,
+        deletes: Vec<String>,
+        reply: Option<T::Reply>,
+        gossip: Option<T::Gossip>,
+        publish: bool,
+    ) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let publish = if publish { puts.clone() } else { Vec::new() };
+        self.pending.insert(seq, Pending { reply, gossip, publish });
+        self.out.push(Output::Persist { seq, puts, deletes });
+    }
+
+    fn committed(&mut self, seq: Seq) {
+        let Some(done) = self.pending.remove(&seq) else { return };
+        if let Some(to) = done.reply {
+            self.out.push(Output::Reply { to, result: Ok(true) });
+        }
+        if let Some(id) = done.gossip {
+            self.out.push(Output::GossipVerdict { id, verdict: Verdict::Accept });
+        }
+        if !done.publish.is_empty() {
+            self.outbox.extend(done.publish);
+            if !self.flush_armed {
+                self.flush_armed = true;
+                self.schedule(GOSSIP_BATCH_MS, Timer::FlushGossip);
+            }
+        }
+    }
+
+    /// The commit failed: its client hears why; what it carried is neither acknowledged nor
+    /// forwarded (it is not durable here).
+    fn commit_failed(&mut self, seq: Seq, error: String) {
+        let Some(done) = self.pending.remove(&seq) else { return };
+        if let Some(to) = done.reply {
+            self.out.push(Output::Reply { to, result: Err(WriteError::NotDurable(error)) });
+        }
+        if let Some(id) = done.gossip {
+            self.out.push(Output::GossipVerdict { id, verdict: Verdict::Ignore });
+        }
+    }
+
+    /// Judges a gossip message as a whole: every entry must be valid before any is merged.
+    fn on_gossip(&mut self, from: T::Peer, id: T::Gossip, data: &[u8], now_ms: u64) {
+        let valid = decode_delta(data)
+            .ok()
+            .filter(|entries| entries.iter().all(|e| self.table.check(e, now_ms).is_ok()));
+        let Some(entries) = valid else {
+            self.out.push(Output::GossipVerdict { id, verdict: Verdict::Reject });
+            self.strike(from, now_ms);
+            return;
+        };
+        let (changed, _) = self.table.merge_all(entries, now_ms);
+        if changed.is_empty() {
+            self.out.push(Output::GossipVerdict { id, verdict: Verdict::Ignore });
+            return;
+        }
+        for e in &changed {
+            self.applied(e);
+        }
+        // Forwarded (Accept) once durable, in `committed`.
+        self.persist(changed, Vec::new(), None, Some(id), false);
+    }
+
+    fn on_sync_response(&mut self, id: RequestId, response: SyncResponse, now_ms: u64) {
+        let Some(answered) = self.sessions.on_response(id, &mut self.table, response, now_ms) else {
+            self.stats.stale_answers += 1;
+            return;
+        };
+        let peer = answered.peer;
+        self.repaired(answered.changed);
+        if answered.refused > 0 {
+            self.strike(peer, now_ms);
+        }
+        match answered.advance {
+            Advance::Continue { id, request } => self.out.push(Output::SendSync { to: peer, id, request }),
+            Advance::Done(session) => {
+                self.stats.sessions_completed += 1;
+                if session.differing_buckets > 0 {
+                    tracing::debug!(?peer, ?session, "anti-entropy repaired");
+                }
+            }
+            Advance::Failed(error) => {
+                tracing::debug!(?peer, %error, "anti-entropy session failed");
+                self.stats.sessions_failed += 1;
+                self.strike(peer, now_ms);
+            }
+        }
+    }
+
+    fn refuse_request(&mut self, from: T::Peer, to: T::Responder, reason: String, now_ms: u64) {
+        self.stats.requests_refused += 1;
+        self.out.push(Output::RespondSync { to, response: SyncResponse::Refused { reason } });
+        self.strike(from, now_ms);
+    }
+
+    /// Persists what anti-entropy changed; a small repair is also regossiped.
+    fn repaired(&mut self, changed: Vec<Entry>) {
+        if changed.is_empty() {
+            return;
+        }
+        self.stats.entries_repaired += changed.len() as u64;
+        for e in &changed {
+            self.applied(e);
+        }
+        let publish = changed.len() <= MAX_REGOSSIP_ENTRIES;
+        self.persist(changed, Vec::new(), None, None, publish);
+    }
+
+    fn start_sync(&mut self, peer: T::Peer) {
+        if self.guard.is_banned(&peer) {
+            return;
+        }
+        let offset = self.rng.gen();
+        if let Some((id, request)) = self.sessions.start(peer, &self.table, offset) {
+            self.out.push(Output::SendSync { to: peer, id, request });
+        }
+    }
+
+    /// Counts a bad message from a peer; too many and the peer is banned for a while.
+    fn strike(&mut self, peer: T::Peer, now_ms: u64) {
+        if self.guard.strike(peer, now_ms) == Struck::Banned {
+            tracing::warn!(?peer, "banning a peer that keeps sending bad messages");
+            self.stats.peers_banned += 1;
+            self.sessions.forget(&peer);
+            self.out.push(Output::Ban(peer));
+            self.arm_bans(now_ms);
+        }
+    }
+
+    fn arm_bans(&mut self, now_ms: u64) {
+        if self.bans_armed {
+            return;
+        }
+        if let Some(until) = self.guard.next_expiry() {
+            self.bans_armed = true;
+            self.schedule(until.saturating_sub(now_ms), Timer::Bans);
+        }
+    }
+}
