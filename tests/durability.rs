@@ -1,14 +1,13 @@
 //! Durability of the real binary: every acknowledged write survives SIGKILL, and the node's
 //! identity (peer id) survives restarts.
 
-#[path = "common/process.rs"]
-mod process;
+mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use process::NodeProcess;
+use common::process::NodeProcess;
 use serde_json::json;
 use udht::manager::client::Client;
 
@@ -46,10 +45,13 @@ async fn every_acknowledged_write_survives_kill_9() {
             }
         }));
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while count.load(Ordering::SeqCst) < KILL_AFTER_ACKS {
-        assert!(std::time::Instant::now() < deadline, "writers stalled; log: {}", node.log());
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    let what = format!("{KILL_AFTER_ACKS} acknowledged writes");
+    let acks = async || match count.load(Ordering::SeqCst) {
+        n if n >= KILL_AFTER_ACKS => Ok(()),
+        n => Err(n),
+    };
+    if let Err(e) = common::try_eventually(what, Duration::from_secs(60), acks).await {
+        panic!("writers stalled: {e}; log: {}", node.log());
     }
     killed.store(true, Ordering::SeqCst);
     node.kill9();

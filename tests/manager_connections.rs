@@ -7,9 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    add_req, assert_still_serving, completed_data, request_once, start_node, start_node_with, status_of,
-    Conn, ADD_EXISTS, ADD_OK, CLOSE, FELIPE_ADD, FELIPE_GET, GET_MISSING, MISSING_GET, PEER_ID, STATUS,
-    TABLE_JSON,
+    add_req, assert_still_serving, completed_data, eventually, request_once, start_node, start_node_with,
+    status_of, try_start_node, Conn, ADD_EXISTS, ADD_OK, CLOSE, FELIPE_ADD, FELIPE_GET, GET_MISSING,
+    MISSING_GET, PEER_ID, STATUS, TABLE_JSON,
 };
 use serde_json::{json, Value};
 use tokio::time::Instant;
@@ -58,19 +58,18 @@ async fn a_client_beyond_max_clients_is_told_too_many_connections_and_the_others
     // (The slot is released just after the server closes the socket, so allow a few attempts.)
     first.send(CLOSE).await;
     first.expect_eof().await;
-    let deadline = Instant::now() + Duration::from_secs(1);
-    loop {
+    let reply = eventually("the closed client's slot to be released", Duration::from_secs(1), async || {
         let mut c = Conn::connect(node.manager_addr).await;
         c.send(MISSING_GET).await;
         let reply = c.read_json().await;
         if reply["action"] == "peer get" {
-            assert_eq!(reply, json!({"action": "peer get", "result": "error", "data": null}));
-            break;
+            return Ok(reply);
         }
         assert!(reply["error"].as_str().unwrap_or_default().contains("too many"), "{reply}");
-        assert!(Instant::now() < deadline, "the closed client's slot was never released");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        Err(reply)
+    })
+    .await;
+    assert_eq!(reply, json!({"action": "peer get", "result": "error", "data": null}));
     node.shutdown().await.unwrap();
 }
 
@@ -85,19 +84,12 @@ async fn a_client_trickling_a_request_is_closed_after_the_request_timeout_while_
         let started = Instant::now();
         c.send(br#"{"message_type": 7, "data": {"peer_ip": "#).await;
         // One byte of padding every 50 ms: the connection is never idle, the request never ends.
-        loop {
-            assert!(
-                started.elapsed() < Duration::from_millis(1500),
-                "trickling client still open after 1.5 s"
-            );
-            if c.try_send(b" ").await.is_err() {
-                break;
-            }
-            // The read with a timeout is the pause.
-            if c.poll_closed(Duration::from_millis(50)).await.is_some() {
-                break;
-            }
-        }
+        eventually("the server to close the trickling client", Duration::from_millis(1500), async || {
+            // The poll interval, plus this read's timeout if it is shorter, is the pause.
+            let pause = Duration::from_millis(50).saturating_sub(common::POLL);
+            c.try_send(b" ").await.is_err() || c.poll_closed(pause).await.is_some()
+        })
+        .await;
         started.elapsed()
     };
     let idle = async {
@@ -152,10 +144,8 @@ async fn a_client_connecting_from_a_non_loopback_address_is_closed_at_once() {
 
 #[tokio::test]
 async fn an_ipv6_loopback_manager_address_is_accepted() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = udht::NodeConfig::new(dir.path(), "[::1]:0".parse().unwrap());
-    let node = match udht::RunningNode::start(cfg).await {
-        Ok(node) => node,
+    let (node, _dir) = match try_start_node(|cfg| cfg.manager_addr = "[::1]:0".parse().unwrap()).await {
+        Ok(started) => started,
         Err(e) if std::net::TcpListener::bind("[::1]:0").is_err() => {
             eprintln!("skipped: this host has no IPv6 loopback ({e})");
             return;
@@ -170,10 +160,8 @@ async fn an_ipv6_loopback_manager_address_is_accepted() {
 #[tokio::test]
 async fn a_non_loopback_manager_address_is_refused_at_start_up() {
     for addr in ["0.0.0.0:0", "192.0.2.1:0", "10.1.2.3:3002", "[::]:0", "[2001:db8::1]:0"] {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = udht::NodeConfig::new(dir.path(), addr.parse().unwrap());
-        match udht::RunningNode::start(cfg).await {
-            Ok(node) => {
+        match try_start_node(|cfg| cfg.manager_addr = addr.parse().unwrap()).await {
+            Ok((node, _dir)) => {
                 let at = node.manager_addr;
                 node.shutdown().await.unwrap();
                 panic!("a node started with its manager socket on {addr} (listening at {at})");

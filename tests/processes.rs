@@ -1,12 +1,12 @@
 //! Separate `udht-node` processes joined by `--bootstrap /ip4/127.0.0.1/tcp/PORT` (no `/p2p/`),
 //! checked only through their manager sockets, as a user would.
 
-#[path = "common/process.rs"]
-mod process;
+mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use process::NodeProcess;
+use common::eventually;
+use common::process::NodeProcess;
 use serde_json::{json, Value};
 
 const CONVERGE: Duration = Duration::from_secs(30);
@@ -19,16 +19,17 @@ async fn digests(nodes: &[&NodeProcess]) -> Vec<Value> {
     out
 }
 
-async fn wait_converged(nodes: &[&NodeProcess]) -> Duration {
-    let start = Instant::now();
-    loop {
+/// Until every node's digest is the same.
+async fn wait_converged(nodes: &[&NodeProcess]) {
+    eventually("convergence (equal digests)", CONVERGE, async || {
         let d = digests(nodes).await;
         if d.windows(2).all(|w| w[0] == w[1]) {
-            return start.elapsed();
+            Ok(())
+        } else {
+            Err(d)
         }
-        assert!(start.elapsed() < CONVERGE, "no convergence: {d:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,43 +1,178 @@
-//! Shared harness for integration tests: an in-process node on an ephemeral loopback port, and a
-//! raw TCP client of its manager socket that writes exact bytes and reads exact bytes; plus the
-//! manager protocol's transcript requests and replies and the reply checks the `manager_*` tests
-//! share.
+//! Shared harness for integration tests. Every test crate includes it with `mod common;`.
+//!
+//! - Starting nodes: [`try_start_node`] is the one in-process starter (a real node in a fresh
+//!   temp dir, its manager socket on 127.0.0.1 and an ephemeral port unless `configure` says
+//!   otherwise); [`start_node_with`] and [`start_node`] are its panicking forms. [`start_cluster`]
+//!   puts a `udht::cluster::Cluster` in a temp dir, and [`process::NodeProcess::start`] is the one
+//!   starter of real `udht-node` processes.
+//! - Waiting: [`eventually`] is the one bounded polling wait; nothing else in the tests sleeps in
+//!   a loop.
+//! - The manager socket: a raw TCP client, [`Conn`], that writes exact bytes and reads exact
+//!   bytes; plus the manager protocol's transcript requests and replies and the reply checks the
+//!   `manager_*` tests share.
 //!
 //! Every read has a deadline, so a missing reply fails the test instead of hanging it.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::collections::BTreeSet;
+use std::fmt::{Debug, Display};
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use libp2p::Multiaddr;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{timeout, Instant};
-use udht::{NodeConfig, RunningNode};
+use udht::cluster::Cluster;
+use udht::{NodeConfig, RunningNode, StartError};
 
 /// How long a test waits for a reply before calling it missing.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A node with every default, its manager socket on 127.0.0.1 and an ephemeral port.
+// ---------------------------------------------------------------------------------------------
+// Waiting for a condition.
+
+/// How long [`eventually`] pauses between two probes. Not shorter: `udht-node` answers on its
+/// manager socket a moment before it installs its SIGTERM handler and before its own record is
+/// committed, and a readiness poll fast enough to land in that moment makes the process tests
+/// flaky (a SIGTERM that kills instead of stopping it, a `peer id` reply with null data).
+pub const POLL: Duration = Duration::from_millis(50);
+
+/// What one probe of [`eventually`] found: done (with a value), or not yet.
+pub trait Probe {
+    type Output;
+    /// `Ok` when the wait is over; `Err` with what was observed instead, if worth showing.
+    fn check(self) -> Result<Self::Output, Option<String>>;
+}
+
+/// `true` when the condition holds.
+impl Probe for bool {
+    type Output = ();
+    fn check(self) -> Result<(), Option<String>> {
+        if self {
+            Ok(())
+        } else {
+            Err(None)
+        }
+    }
+}
+
+/// `Some(value)` when the condition holds.
+impl<T> Probe for Option<T> {
+    type Output = T;
+    fn check(self) -> Result<T, Option<String>> {
+        self.ok_or(None)
+    }
+}
+
+/// `Ok(value)` when the condition holds, `Err(observed)` when not yet: a timeout shows the last
+/// observation.
+impl<T, E: Debug> Probe for Result<T, E> {
+    type Output = T;
+    fn check(self) -> Result<T, Option<String>> {
+        self.map_err(|observed| Some(format!("{observed:?}")))
+    }
+}
+
+/// Probes until the probe says done, and returns its value; on a timeout, the `Err` names `what`
+/// was awaited, for how long, and the last observation if the probe gave one. Bounded: a probe
+/// still running at the deadline is abandoned (so a hung probe fails instead of hanging).
+pub async fn try_eventually<P: Probe>(
+    what: impl Display,
+    within: Duration,
+    mut probe: impl AsyncFnMut() -> P,
+) -> Result<P::Output, String> {
+    let deadline = Instant::now() + within;
+    let mut last = None;
+    loop {
+        match tokio::time::timeout_at(deadline, probe()).await {
+            Ok(found) => match found.check() {
+                Ok(value) => return Ok(value),
+                Err(observed) => last = observed.or(last),
+            },
+            Err(_) => {
+                let last = last.map_or(String::new(), |l| format!("; last observed: {l}"));
+                return Err(format!(
+                    "timed out after {within:?} waiting for {what} (a probe was still running){last}"
+                ));
+            }
+        }
+        if Instant::now() >= deadline {
+            let last = last.map_or(String::new(), |l| format!("; last observed: {l}"));
+            return Err(format!("timed out after {within:?} waiting for {what}{last}"));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// [`try_eventually`], failing the test on a timeout:
+/// `common::eventually("equal digests", WAIT, async || a.digest() == b.digest()).await`.
+pub async fn eventually<P: Probe>(
+    what: impl Display,
+    within: Duration,
+    probe: impl AsyncFnMut() -> P,
+) -> P::Output {
+    try_eventually(what, within, probe).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Starting nodes.
+
+/// How long a started node may take to listen on its p2p address.
+pub const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The in-process node starter: a node with its own temp dir (dropped with the returned
+/// `TempDir`), every default (manager socket on 127.0.0.1, an ephemeral port, no p2p listen
+/// address), then changed by `configure`. Returns the start-up error, for tests of start-up.
+pub async fn try_start_node(
+    configure: impl FnOnce(&mut NodeConfig),
+) -> Result<(RunningNode, TempDir), StartError> {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let mut cfg = NodeConfig::new(dir.path(), "127.0.0.1:0".parse().unwrap());
+    configure(&mut cfg);
+    let running = RunningNode::start(cfg).await?;
+    Ok((running, dir))
+}
+
+/// [`try_start_node`], failing the test if the node does not start.
+pub async fn start_node_with(configure: impl FnOnce(&mut NodeConfig)) -> (RunningNode, TempDir) {
+    try_start_node(configure).await.unwrap_or_else(|e| panic!("node failed to start: {e}"))
+}
+
+/// A node with every default.
 pub async fn start_node() -> (RunningNode, TempDir) {
     start_node_with(|_| {}).await
 }
 
-/// A node whose default config is first changed by `configure` (e.g. manager limits).
-pub async fn start_node_with(configure: impl FnOnce(&mut NodeConfig)) -> (RunningNode, TempDir) {
-    let dir = tempfile::tempdir().expect("creating a temp dir");
-    let mut cfg = NodeConfig::new(dir.path(), "127.0.0.1:0".parse().unwrap());
-    configure(&mut cfg);
-    let running = match RunningNode::start(cfg).await {
-        Ok(running) => running,
-        Err(e) => panic!("node failed to start: {e}"),
-    };
-    (running, dir)
+/// The node's first p2p listen address, once it has one (for nodes configured with `listen`).
+pub async fn listen_addr(node: &RunningNode) -> Multiaddr {
+    let what = format!("a listen address of {}", node.peer_id);
+    let addr =
+        eventually(what, LISTEN_TIMEOUT, async || node.handle.status().listen_addrs.first().cloned()).await;
+    addr.parse().unwrap_or_else(|e| panic!("listen address {addr:?} is not a multiaddr: {e}"))
 }
+
+/// `n` nodes of a `udht::cluster::Cluster` (node 0 the seed) in a temp dir; `configure` adjusts
+/// every node's config.
+pub async fn start_cluster(
+    n: usize,
+    configure: impl Fn(&mut NodeConfig) + Send + Sync + 'static,
+) -> (Cluster, TempDir) {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let cluster = Cluster::start(dir.path(), n, configure)
+        .await
+        .unwrap_or_else(|e| panic!("a cluster of {n} failed to start: {e}"));
+    (cluster, dir)
+}
+
+// ---------------------------------------------------------------------------------------------
+// A raw client of the manager socket.
 
 /// How a read of a connection ended when the test expected the server to close it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,8 +422,8 @@ pub fn assert_timestamp(s: &str) {
     let _ = year;
     // This format sorts like time: recent means between a day ago and a minute from now.
     let at = |us: i64| {
-        let mut buf = [0u8; udht::core::record::TIMESTAMP_LEN];
-        String::from_utf8(udht::core::record::format_micros_into(us, &mut buf).to_vec()).unwrap()
+        let mut buf = [0u8; udht::manager::timestamp::TIMESTAMP_LEN];
+        String::from_utf8(udht::manager::timestamp::format_micros_into(us, &mut buf).to_vec()).unwrap()
     };
     let now = udht::core::now_micros();
     let (from, to) = (at(now - 86_400_000_000), at(now + 60_000_000));

@@ -1,11 +1,12 @@
 //! Real `udht-node` processes for tests: spawn on free loopback ports, wait until the manager
 //! socket answers, talk to it, SIGKILL or SIGTERM it.
-#![allow(dead_code)] // each test binary uses a different part
+//!
+//! Included as `common::process` (`mod common;`); [`NodeProcess::start`] is the one process starter.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use udht::manager::client::Client;
@@ -89,28 +90,22 @@ impl NodeProcess {
     /// Waits until this node (not another one on the same port: the peer id must be the one of
     /// its own data dir) answers on its manager socket.
     async fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
+        let what = format!("udht-node to answer on {}", self.manager);
+        // `Some(Err)`: the process exited, no use waiting.
+        let ready = super::try_eventually(what, START_TIMEOUT, async || {
             if let Some(status) = self.child.try_wait().unwrap() {
-                return Err(format!("udht-node exited early ({status}); log: {}", self.log()));
+                return Some(Err(format!("udht-node exited early ({status})")));
             }
             let own = std::fs::read(self.data_dir.join("identity.key"))
                 .ok()
                 .and_then(|k| udht::net::decode_identity(&k).ok())
-                .map(|k| k.public().to_peer_id().to_string());
-            if let (Some(own), Ok(mut c)) = (own, Client::connect(self.manager, Duration::from_secs(1)).await)
-            {
-                if let Ok(r) = c.request(&json!({"message_type": 9})).await {
-                    if r["result"] == "completed" && r["data"]["peer_id"] == own.as_str() {
-                        return Ok(());
-                    }
-                }
-            }
-            if Instant::now() > deadline {
-                return Err(format!("udht-node did not answer in time; log: {}", self.log()));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+                .map(|k| k.public().to_peer_id().to_string())?;
+            let mut c = Client::connect(self.manager, Duration::from_secs(1)).await.ok()?;
+            let r = c.request(&json!({"message_type": 9})).await.ok()?;
+            (r["result"] == "completed" && r["data"]["peer_id"] == own.as_str()).then_some(Ok(()))
+        })
+        .await;
+        ready.and_then(|r| r).map_err(|e| format!("{e}; log: {}", self.log()))
     }
 
     pub fn log(&self) -> String {
