@@ -3,6 +3,7 @@
 //! scenario, writes `report.json` and SVG charts, and exits non-zero if anything did not converge.
 
 mod chart;
+mod model;
 mod scenarios;
 
 use std::path::PathBuf;
@@ -32,7 +33,7 @@ struct Args {
     nodes: usize,
     #[arg(long, value_enum, default_value = "all")]
     scenario: Scenario,
-    /// Where report.json and the charts go.
+    /// Where report.json and the charts go (model.json with --model).
     #[arg(long, default_value = "simulations/out")]
     out: PathBuf,
     /// Writes in the spread scenario (and per side in partition, total in churn).
@@ -53,10 +54,26 @@ struct Args {
     /// Seed of the random choices (nodes to write at, nodes to restart).
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Run the replica model (a seeded simulation of many replicas) instead of the node cluster.
+    #[arg(long)]
+    model: bool,
+    /// Replicas in the model.
+    #[arg(long, default_value_t = 1000)]
+    replicas: usize,
+    /// Links per replica in the model.
+    #[arg(long, default_value_t = 8)]
+    degree: usize,
+    /// Message loss in the model, for both cases (default: 1% clean, 5% faulty).
+    #[arg(long)]
+    loss: Option<f64>,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.model {
+        let Args { replicas, seed, degree, loss, out, .. } = args;
+        return model::run(&model::Options { replicas, seed, degree, loss, out });
+    }
     anyhow::ensure!(args.nodes >= 2, "--nodes must be at least 2");
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let runtime = tokio::runtime::Runtime::new()?;
