@@ -13,9 +13,10 @@ use crate::core::TableStats;
 use crate::net::NetStats;
 use crate::node::{NodeError, NodeHandle, Status, SyncStats};
 
+use super::config::ManagerConfig;
 use super::connection::{Connection, FrameError};
 use super::protocol::{self as p, Frame, RecordView, Request, TableView};
-use super::{ManagerConfig, ManagerStats, StatsSnapshot};
+use super::stats::{ManagerStats, StatsSnapshot};
 
 /// Most requests of one connection served at once: when a client has pipelined several, those
 /// already buffered run concurrently (their writes share group commits); replies keep request order.

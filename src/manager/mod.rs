@@ -3,61 +3,36 @@
 //! knows the JSON protocol.
 
 pub mod client;
+mod config;
 mod connection;
 mod handler;
 pub mod protocol;
+mod stats;
 pub mod timestamp;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use crate::node::NodeHandle;
 
+pub use config::{
+    ManagerConfig, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_REQUEST_BYTES,
+    DEFAULT_REQUEST_TIMEOUT, DEFAULT_WRITE_TIMEOUT,
+};
+use stats::ManagerStats;
+
 /// The original's port.
 pub const DEFAULT_PORT: u16 = 3002;
-/// Requests larger than this get an error and the connection is closed.
-pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024;
-/// Clients served at once; more are told so and closed, so file descriptors stay bounded.
-pub const DEFAULT_MAX_CLIENTS: usize = 1024;
-/// A client silent this long between requests is closed, freeing its slot.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-/// A request must arrive whole within this time of its first byte (no slow-loris).
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// A client that does not read its replies for this long is closed.
-pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Time allowed to tell a refused client why.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Limits of the manager socket.
-#[derive(Debug, Clone, Copy)]
-pub struct ManagerConfig {
-    pub max_request_bytes: usize,
-    pub max_clients: usize,
-    pub idle_timeout: Duration,
-    pub request_timeout: Duration,
-    pub write_timeout: Duration,
-}
-
-impl Default for ManagerConfig {
-    fn default() -> Self {
-        ManagerConfig {
-            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
-            max_clients: DEFAULT_MAX_CLIENTS,
-            idle_timeout: DEFAULT_IDLE_TIMEOUT,
-            request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            write_timeout: DEFAULT_WRITE_TIMEOUT,
-        }
-    }
-}
 
 /// Errors of the manager socket.
 #[derive(Debug, thiserror::Error)]
@@ -68,41 +43,6 @@ pub enum ManagerError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Io(#[from] std::io::Error),
-}
-
-/// Counters of the manager socket, reported by `message_type 9`.
-#[derive(Debug, Default)]
-pub struct ManagerStats {
-    pub accepted: AtomicU64,
-    pub refused_busy: AtomicU64,
-    pub refused_not_loopback: AtomicU64,
-    pub requests: AtomicU64,
-    pub bad_requests: AtomicU64,
-    pub timed_out: AtomicU64,
-}
-
-/// A copy of [`ManagerStats`] at one moment.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct StatsSnapshot {
-    pub accepted: u64,
-    pub refused_busy: u64,
-    pub refused_not_loopback: u64,
-    pub requests: u64,
-    pub bad_requests: u64,
-    pub timed_out: u64,
-}
-
-impl ManagerStats {
-    fn snapshot(&self) -> StatsSnapshot {
-        StatsSnapshot {
-            accepted: self.accepted.load(Relaxed),
-            refused_busy: self.refused_busy.load(Relaxed),
-            refused_not_loopback: self.refused_not_loopback.load(Relaxed),
-            requests: self.requests.load(Relaxed),
-            bad_requests: self.bad_requests.load(Relaxed),
-            timed_out: self.timed_out.load(Relaxed),
-        }
-    }
 }
 
 fn is_loopback(addr: &SocketAddr) -> bool {

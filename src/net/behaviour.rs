@@ -16,8 +16,9 @@ use libp2p::{
 };
 use xxhash_rust::xxh3::xxh3_128;
 
+use super::addr::NetError;
 use super::codec::SyncCodec;
-use super::{NetConfig, NetError};
+use super::config::NetConfig;
 use crate::core::delta::MAX_DELTA_BYTES;
 
 /// Connections stay open this long without traffic: long, since gossip needs standing

@@ -4,7 +4,7 @@ use libp2p::identity::Keypair;
 
 use crate::core::NodeId;
 
-use super::NetError;
+use super::addr::NetError;
 
 /// A fresh ed25519 keypair in libp2p's protobuf encoding (68 bytes), ready to be stored.
 pub fn generate_identity() -> Vec<u8> {

@@ -18,28 +18,15 @@ use serde::Serialize;
 use crate::core::replica::{OwnAddress, RequestId, Verdict};
 use crate::core::sync::{SyncRequest, SyncResponse};
 
+use super::addr::{host_and_port, is_loopback, NetError};
 use super::behaviour::{build_swarm, Behaviour, BehaviourEvent, Protocols};
 use super::codec::Inbound;
-use super::NetError;
+use super::config::NetConfig;
 
 /// A peer is not re-dialled sooner than this after a dial attempt.
 const REDIAL_BACKOFF: Duration = Duration::from_secs(3);
 /// Most new dials per maintenance round, so a large routing table cannot flood the node.
 const MAX_DIALS_PER_ROUND: usize = 8;
-
-/// Settings of the network.
-#[derive(Debug, Clone)]
-pub struct NetConfig {
-    pub listen: Vec<Multiaddr>,
-    /// Peers to join through; with or without `/p2p/<id>`.
-    pub bootstrap: Vec<Multiaddr>,
-    /// Addresses others should dial; when given, only these are advertised.
-    pub announce: Vec<Multiaddr>,
-    /// Goes into every protocol name, so separate networks never merge.
-    pub network_id: String,
-    /// Keep dialling known peers until this many are connected.
-    pub target_peers: usize,
-}
 
 /// A received gossip message, to be judged with [`Network::report_gossip`].
 #[derive(Debug)]
@@ -184,10 +171,10 @@ impl Network {
         let configured = self.config.announce.iter().chain(&self.config.listen);
         let (ip, port) = advertised
             .iter()
-            .filter(|a| !super::is_loopback(a))
+            .filter(|a| !is_loopback(a))
             .chain(advertised.iter())
             .chain(configured)
-            .find_map(super::host_and_port)
+            .find_map(host_and_port)
             .unwrap_or_default();
         let me = self.local_peer_id();
         OwnAddress {
@@ -498,7 +485,7 @@ impl Network {
         if !info.protocols.contains(&self.protocols.kad) {
             return;
         }
-        let remote_is_loopback = super::is_loopback(&info.observed_addr);
+        let remote_is_loopback = is_loopback(&info.observed_addr);
         for addr in info.listen_addrs {
             if dialable(&addr, remote_is_loopback) {
                 self.swarm.behaviour_mut().kad.add_address(&peer, addr);

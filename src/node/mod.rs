@@ -3,6 +3,7 @@
 //! through a cloneable [`NodeHandle`]: writes go to the task as commands, reads are served from a
 //! [`view`] that only the task writes.
 
+mod api;
 mod task;
 mod timers;
 mod view;
@@ -12,61 +13,19 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::core::replica::{ReplicaConfig, WriteError, WriteOp};
-use crate::core::{PeerFields, PeerRecord, Table, TableStats};
-use crate::net::{NetError, NetStats, Network};
-use crate::store::{Store, StoreError, StoreEvent};
+use crate::core::replica::WriteOp;
+use crate::core::{PeerFields, PeerRecord};
 
 pub use crate::core::replica::SyncStats;
+pub use api::{NodeError, Parts, Status};
 
+use api::Command;
+#[cfg(feature = "test-util")]
+use api::TestCommand;
 use view::View;
 
 /// Commands waiting for the node task; a full queue makes callers wait rather than grow memory.
 pub const COMMAND_QUEUE: usize = 1024;
-
-/// Why the node stopped, or a request could not be served.
-#[derive(Debug, thiserror::Error)]
-pub enum NodeError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Net(#[from] NetError),
-    /// The replica refused the write, or it could not be made durable.
-    #[error(transparent)]
-    Write(#[from] WriteError),
-    /// A commit failed: the node stops rather than acknowledge writes it cannot keep.
-    #[error("storage failed: {0}")]
-    StorageFailed(Arc<StoreError>),
-    #[error("the node is shutting down")]
-    ShuttingDown,
-}
-
-/// What the node reports about itself (`message_type 9` shows it).
-#[derive(Debug, Clone)]
-pub struct Status {
-    pub peer_id: String,
-    pub listen_addrs: Vec<String>,
-    pub connected_peers: Vec<String>,
-    /// Live records (tombstones not counted).
-    pub table_size: usize,
-    /// Root digest, 32 hex digits: equal on two nodes means equal tables.
-    pub digest: String,
-    pub tombstones: usize,
-    pub table_stats: TableStats,
-    pub net_stats: NetStats,
-    pub sync_stats: SyncStats,
-}
-
-/// One request to the node task. Reads never are: they use the view.
-#[derive(Debug)]
-enum Command {
-    Write {
-        op: WriteOp,
-        reply: oneshot::Sender<Result<bool, WriteError>>,
-    },
-    #[cfg(feature = "test-util")]
-    Test(task::TestCommand),
-}
 
 /// A cloneable handle to a running node.
 #[derive(Debug, Clone)]
@@ -133,10 +92,7 @@ impl NodeHandle {
 /// Test hooks: partitions, waiting for a key, gossip scores. Not in the production node.
 #[cfg(feature = "test-util")]
 impl NodeHandle {
-    async fn ask<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<T>) -> task::TestCommand,
-    ) -> Result<T, NodeError> {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> TestCommand) -> Result<T, NodeError> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Test(make(reply))).await?;
         answer.await.map_err(|_| NodeError::ShuttingDown)
@@ -144,27 +100,18 @@ impl NodeHandle {
 
     /// Cuts this node off from `peer` (both ways), or lets it back; a ban in force stays.
     pub async fn set_cut(&self, peer: String, cut: bool) -> Result<Result<(), String>, NodeError> {
-        self.ask(|reply| task::TestCommand::Cut { peer, cut, reply }).await
+        self.ask(|reply| TestCommand::Cut { peer, cut, reply }).await
     }
 
     /// Waits until this node holds a live record under `key`.
     pub async fn wait_for_key(&self, key: String) -> Result<(), NodeError> {
-        self.ask(|reply| task::TestCommand::WaitForKey { key, reply }).await
+        self.ask(|reply| TestCommand::WaitForKey { key, reply }).await
     }
 
     /// The gossipsub score of a peer, if it is known.
     pub async fn peer_score(&self, peer: String) -> Result<Option<f64>, NodeError> {
-        self.ask(|reply| task::TestCommand::PeerScore { peer, reply }).await
+        self.ask(|reply| TestCommand::PeerScore { peer, reply }).await
     }
-}
-
-/// What the node task is made of; the app wires them together.
-pub struct Parts {
-    pub replica: ReplicaConfig,
-    pub table: Table,
-    pub store: Store,
-    pub store_events: mpsc::Receiver<StoreEvent>,
-    pub net: Network,
 }
 
 /// Starts the node task. It runs until `shutdown` changes (then commits what is queued and

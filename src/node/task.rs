@@ -14,9 +14,11 @@ use crate::core::PeerRecord;
 use crate::net::{GossipId, NetEvent, Network, PeerId, Responder};
 use crate::store::{Job, Store, StoreError, StoreEvent};
 
+#[cfg(feature = "test-util")]
+use super::api::TestCommand;
+use super::api::{Command, NodeError, Parts};
 use super::timers::Timers;
 use super::view::{Summary, View};
-use super::{Command, NodeError, Parts};
 
 /// How often connectivity is checked (re-dial bootstrap peers when cut off, find more peers).
 const MAINTAIN_INTERVAL: Duration = Duration::from_secs(1);
@@ -32,15 +34,6 @@ impl Types for Live {
     type Reply = oneshot::Sender<Result<bool, WriteError>>;
     type Gossip = GossipId;
     type Responder = Responder;
-}
-
-/// Test hooks (see `NodeHandle`'s test-util methods).
-#[cfg(feature = "test-util")]
-#[derive(Debug)]
-pub(crate) enum TestCommand {
-    Cut { peer: String, cut: bool, reply: oneshot::Sender<Result<(), String>> },
-    WaitForKey { key: String, reply: oneshot::Sender<()> },
-    PeerScore { peer: String, reply: oneshot::Sender<Option<f64>> },
 }
 
 pub(super) struct NodeTask {

@@ -9,7 +9,9 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use crate::core::{digest_hex, PeerRecord, Table, TableStats};
 use crate::net::NetStats;
 
-use super::{Status, SyncStats};
+use crate::core::replica::SyncStats;
+
+use super::api::Status;
 
 #[derive(Debug)]
 pub(super) struct View {

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use super::{ensure_dir, StoreError};
+use super::error::{ensure_dir, StoreError};
 
 /// The key file inside the data dir (libp2p protobuf encoding of the keypair).
 pub const IDENTITY_FILE: &str = "identity.key";

@@ -5,9 +5,10 @@
 //! inserting them by key (one B-tree leaf per key, and a slower fsync the more leaves). The writer
 //! folds the log into the keyed table in large batches. Loading reads both, merging by stamp.
 
+mod error;
 mod identity;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -17,6 +18,8 @@ use tokio::sync::mpsc;
 
 use crate::core::{Entry, PeerRecord, Stamp};
 
+pub use error::StoreError;
+use error::{db_err, ensure_dir};
 pub use identity::load_or_create_identity;
 
 /// The table's file inside the data dir.
@@ -33,27 +36,6 @@ const FORMAT_V1: u8 = 1;
 pub const MAX_GROUP: usize = 1024;
 /// redb's page cache: the whole table also lives in memory, so the cache only serves writes.
 const CACHE_BYTES: usize = 16 << 20;
-
-/// What can go wrong with storage.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("cannot use data dir {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
-    #[error("identity file {path}: {reason}")]
-    Identity { path: PathBuf, reason: String },
-    #[error("database: {0}")]
-    Db(String),
-    #[error("stored entry {key:?} is unreadable: {reason}")]
-    Corrupt { key: String, reason: String },
-    #[error("the store's writer has stopped")]
-    Closed,
-    #[error("the store's queue is full")]
-    QueueFull,
-}
-
-fn db_err(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Db(e.to_string())
-}
 
 #[derive(Serialize, Deserialize)]
 struct StoredValue {
@@ -199,10 +181,6 @@ impl Drop for Store {
             let _ = w.join();
         }
     }
-}
-
-fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
-    std::fs::create_dir_all(dir).map_err(|e| StoreError::DataDir { path: dir.to_owned(), source: e })
 }
 
 /// The writer thread's state.

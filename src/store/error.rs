@@ -1,0 +1,29 @@
+//! What can go wrong with storage.
+
+use std::path::{Path, PathBuf};
+
+/// What can go wrong with storage.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot use data dir {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("identity file {path}: {reason}")]
+    Identity { path: PathBuf, reason: String },
+    #[error("database: {0}")]
+    Db(String),
+    #[error("stored entry {key:?} is unreadable: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("the store's writer has stopped")]
+    Closed,
+    #[error("the store's queue is full")]
+    QueueFull,
+}
+
+pub(super) fn db_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+/// Creates the data dir if it does not exist.
+pub(super) fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
+    std::fs::create_dir_all(dir).map_err(|e| StoreError::DataDir { path: dir.to_owned(), source: e })
+}
