@@ -1,18 +1,24 @@
 //! udht: the user table of a Files-for-Peers node, replicated as a CRDT and served over the
 //! original manager socket.
 //!
-//! Layout:
-//! - [`core`]: the pure part. Hybrid logical clock stamps, peer records, and the last-writer-wins
-//!   map with tombstones, digests and deltas. No I/O, no runtime; time is a parameter.
-//! - [`store`]: the table on disk (redb, group commit on one writer thread) and the identity key
-//!   file. The only module that touches disk.
+//! Layout (each module depends only on those above it, and `app` wires them):
+//! - [`core`]: the pure part. Hybrid logical clock stamps, peer records, the last-writer-wins
+//!   map with tombstones, digests and deltas, anti-entropy, and [`core::replica`]: the
+//!   replication protocol as a state machine, `handle(input, now) -> outputs`, with its seeded
+//!   simulation. No I/O, no runtime; time is a parameter.
+//! - [`store`]: the table on disk (redb, group commit on one writer thread, commits answered by
+//!   sequence number) and the identity key file. The only module that touches disk.
 //! - [`net`]: libp2p: identity, addresses and the swarm. The only module that imports libp2p.
+//! - [`node`]: the one task that owns the replica, the store and the swarm and executes the
+//!   replica's outputs; the cloneable [`node::NodeHandle`] sends it writes and reads a view it
+//!   alone writes.
 //! - [`manager`]: the localhost JSON socket of the original services (framing, requests,
-//!   replies, a client). The only module that knows that protocol.
-//! - [`node`]: the one task that owns the table, the store and the swarm, and the cloneable
-//!   [`node::NodeHandle`] everything else uses to reach it.
+//!   replies, a typed client). The only module that knows that protocol. Depends on `node`.
+//! - [`app`]: the composition root: binds the manager, opens the store, starts the network,
+//!   spawns the node task and the manager ([`RunningNode`]).
 //! - [`cli`]: the `udht-node` command line (node and `ctl` client).
-//! - [`cluster`]: N real nodes in one process on loopback, for tests and simulations.
+//! - `cluster` (feature `test-util`): N real nodes in one process on loopback, for tests and
+//!   simulations.
 
 pub mod app;
 pub mod cli;

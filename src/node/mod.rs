@@ -1,7 +1,7 @@
 //! The node: one task owns the replica (the table and its replication state), the store and the
 //! swarm, and executes what the replica decides (see `task.rs`). Everything else reaches it
 //! through a cloneable [`NodeHandle`]: writes go to the task as commands, reads are served from a
-//! [`view`] that only the task writes.
+//! view that only the task writes.
 
 mod api;
 mod task;
