@@ -1,12 +1,13 @@
 //! The manager protocol: requests parsed from JSON frames, replies encoded as the original did
 //! (JSON with Python's `", "`/`": "` separators and a trailing newline, or a pickle for the table).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
 
 use serde::ser::{SerializeMap, Serializer};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::timestamp::{format_micros_into, TIMESTAMP_LEN};
@@ -86,6 +87,14 @@ pub const ACTION_CONNECT: &str = "connect";
 
 /// Parses one complete JSON frame into a request.
 pub fn parse(frame: &[u8]) -> Result<Frame, BadRequest> {
+    match parse_get_fast(frame) {
+        Some(get) => Ok(Frame::Request(get)),
+        None => parse_tree(frame),
+    }
+}
+
+/// The full parse: through a JSON tree, with a worded error for every way a frame can be wrong.
+fn parse_tree(frame: &[u8]) -> Result<Frame, BadRequest> {
     let value: Value = serde_json::from_slice(frame).map_err(|e| BadRequest {
         fatal: true,
         ..BadRequest::new(ACTION_REQUEST, format!("malformed JSON: {e}"))
@@ -131,6 +140,37 @@ fn parse_request(kind: i128, obj: &Map<String, Value>) -> Result<Option<Request>
         n => Err(BadRequest::new(ACTION_REQUEST, format!("unknown message_type {n}"))),
     };
     request.map(Some)
+}
+
+/// A well-formed `get` (type 7), read without building a JSON tree: the request a serial client
+/// repeats most. Anything else, and anything this does not accept as it is (a float type, a
+/// duplicate field, a wrong type, an over-long or invalid key), returns `None` and goes through
+/// the full parse, which also words the errors; so both paths give the same answer.
+fn parse_get_fast(frame: &[u8]) -> Option<Request> {
+    #[derive(Deserialize)]
+    struct Get<'a> {
+        message_type: u64,
+        #[serde(borrow)]
+        data: Keys<'a>,
+    }
+    #[derive(Deserialize)]
+    struct Keys<'a> {
+        #[serde(borrow)]
+        peer_id: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        peer_ip: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        ip: Option<Cow<'a, str>>,
+    }
+    let get: Get<'_> = serde_json::from_slice(frame).ok()?;
+    let Keys { peer_id, peer_ip, ip } = get.data;
+    let fits = |f: &Option<Cow<'_, str>>| f.as_ref().is_none_or(|s| s.len() <= MAX_STRING_BYTES);
+    if get.message_type != 7 || !(fits(&peer_id) && fits(&peer_ip) && fits(&ip)) {
+        return None;
+    }
+    let key = peer_id.or(peer_ip).or(ip)?;
+    validate_key(&key).ok()?;
+    Some(Request::Get { key: key.into_owned() })
 }
 
 /// The message type as an integer; like the Python original, `3.0` counts as 3.
@@ -643,6 +683,36 @@ mod tests {
         assert_eq!(back(ClientRequest::Identity), Ok(Request::Identity));
         assert_eq!(back(ClientRequest::Status), Ok(Request::Status));
         assert_eq!(parse(&ClientRequest::Close.encode()), Ok(Frame::Close));
+    }
+
+    #[test]
+    fn the_fast_get_parse_agrees_with_the_full_parse_or_leaves_the_frame_to_it() {
+        let long = "k".repeat(MAX_STRING_BYTES + 1);
+        let frames = [
+            r#"{"message_type": 7, "data": {"peer_ip": "1.2.3.4"}}"#.to_owned(),
+            r#"{"message_type":7,"data":{"peer_id":"Qm1","peer_ip":"1.2.3.4"}}"#.to_owned(),
+            r#"{"data": {"ip": "1.2.3.4", "x": [1, {"y": 2}]}, "message_type": 7, "z": null}"#.to_owned(),
+            r#"{"message_type": 7, "data": {"peer_id": null, "peer_ip": "a\"b\u00e9"}}"#.to_owned(),
+            r#"{"message_type": 7.0, "data": {"peer_ip": "1"}}"#.to_owned(),
+            r#"{"message_type": 7, "data": {"peer_ip": "1", "peer_ip": "2"}}"#.to_owned(),
+            r#"{"message_type": 7, "data": {"peer_ip": 5}}"#.to_owned(),
+            r#"{"message_type": 7, "data": {"peer_ip": ""}}"#.to_owned(),
+            r#"{"message_type": 7, "data": {}}"#.to_owned(),
+            r#"{"message_type": 7, "data": "x"}"#.to_owned(),
+            r#"{"message_type": 3, "data": {"peer_ip": "1", "peer_name": "n"}}"#.to_owned(),
+            format!(r#"{{"message_type": 7, "data": {{"peer_id": "Qm1", "peer_ip": "{long}"}}}}"#),
+            format!(r#"{{"message_type": 7, "data": {{"peer_ip": "{}"}}}}"#, "k".repeat(300)),
+        ];
+        let mut fast = 0;
+        for f in &frames {
+            let full = parse_tree(f.as_bytes());
+            if let Some(get) = parse_get_fast(f.as_bytes()) {
+                fast += 1;
+                assert_eq!(Ok(Frame::Request(get)), full, "{f}");
+            }
+            assert_eq!(parse(f.as_bytes()), full, "{f}");
+        }
+        assert_eq!(fast, 4, "the well-formed gets take the fast path");
     }
 
     #[test]
