@@ -76,6 +76,8 @@ pub struct SyncStats {
     pub peers_banned: u64,
     /// Own-record writes skipped because the record broke a limit (e.g. an over-long name).
     pub own_record_refused: u64,
+    /// Commits the store could not make durable (or would not take).
+    pub commits_failed: u64,
 }
 
 /// What happens when a commit becomes durable.
@@ -365,6 +367,7 @@ impl<T: Types> Replica<T> {
     /// forwarded (it is not durable here).
     fn commit_failed(&mut self, seq: Seq, error: String) {
         let Some(done) = self.pending.remove(&seq) else { return };
+        self.stats.commits_failed += 1;
         if let Some(to) = done.reply {
             self.out.push(Output::Reply { to, result: Err(WriteError::NotDurable(error)) });
         }
