@@ -6,15 +6,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::core::replica::{ReplicaConfig, DEFAULT_MAX_IN_FLIGHT};
-use crate::core::{Table, TableConfig};
+use crate::core::{Entry, Table, TableConfig};
 use crate::manager::{self, ManagerConfig, ManagerError};
 use crate::net::{self, Multiaddr, NetConfig, NetError, Network};
 use crate::node::{self, NodeError, NodeHandle, Parts};
-use crate::store::{self, StoreError};
+use crate::store::{self, Job, Loaded, Store, StoreError, StoreEvent};
 
 /// How often the node rewrites its own record's `lastConnectionOn`: slow, since every refresh is
 /// a write that every replica stores.
@@ -30,6 +30,8 @@ pub const DEFAULT_TARGET_PEERS: usize = 8;
 /// Commits the store may be asked for beyond `max_in_flight`: the replica's timers (own-record
 /// refresh, tombstone collection) may each add one while writes are paused.
 const STORE_SLACK: usize = 8;
+/// The start-up migration's commit number; the replica's own start at 0 once it runs.
+const MIGRATION_SEQ: u64 = u64::MAX;
 
 /// Everything a node needs to start.
 #[derive(Debug, Clone)]
@@ -86,6 +88,8 @@ pub enum StartError {
     Net(#[from] NetError),
     #[error(transparent)]
     Manager(#[from] ManagerError),
+    #[error("rewriting entries stored unsigned failed: {0}")]
+    Migration(String),
 }
 
 /// A started node: its handle, addresses, and the means to stop it.
@@ -107,12 +111,18 @@ impl RunningNode {
         let listener = manager::bind(config.manager_addr).await?;
         let manager_addr = listener.local_addr().map_err(ManagerError::from)?;
         let (dir, table_config) = (config.data_dir.clone(), config.table);
+        let network_id = config.network_id.clone();
         let capacity = config.max_in_flight.max(1) + STORE_SLACK;
         let (keypair, store, store_events, table) = tokio::task::spawn_blocking(move || {
             let key_bytes = store::load_or_create_identity(&dir, net::generate_identity)?;
             let keypair = net::decode_identity(&key_bytes)?;
-            let mut table = Table::new(net::node_id_of(&keypair)?, table_config);
-            let (store, events) = store::Store::open(&dir, capacity, |e| table.load_entry(e))?;
+            let mut table = Table::new(net::signer_of(&keypair)?, &network_id, table_config);
+            let mut unsigned = Vec::new();
+            let (store, mut events) = store::Store::open(&dir, capacity, |loaded| match loaded {
+                Loaded::Signed(e) => table.load_entry(e),
+                Loaded::Unsigned(e) => unsigned.push(e),
+            })?;
+            migrate(&mut table, &store, &mut events, unsigned)?;
             Ok::<_, StartError>((keypair, store, events, table))
         })
         .await
@@ -147,6 +157,28 @@ impl RunningNode {
                 ended.unwrap_or(Err(NodeError::ShuttingDown))
             }
         }
+    }
+}
+
+/// Entries stored before entries were signed: this node's own are re-signed and rewritten, the
+/// others' deleted (anti-entropy fetches them again, signed). Committed before the node starts.
+fn migrate(
+    table: &mut Table,
+    store: &Store,
+    events: &mut mpsc::Receiver<StoreEvent>,
+    unsigned: Vec<Entry>,
+) -> Result<(), StartError> {
+    if unsigned.is_empty() {
+        return Ok(());
+    }
+    let found = unsigned.len();
+    let (puts, deletes) = table.adopt_unsigned(unsigned);
+    tracing::info!(found, resigned = puts.len(), dropped = deletes.len(), "migrated entries stored unsigned");
+    store.submit(Job { seq: MIGRATION_SEQ, puts, deletes })?;
+    match events.blocking_recv() {
+        Some(StoreEvent::Committed(MIGRATION_SEQ)) => Ok(()),
+        Some(StoreEvent::Failed(_, e)) => Err(StartError::Migration(e.to_string())),
+        other => Err(StartError::Migration(format!("unexpected store answer {other:?}"))),
     }
 }
 

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use udht::core::{Entry, NodeId, PeerFields, PeerRecord, Table, TableConfig};
+use udht::core::{Entry, PeerFields, PeerRecord, Table};
 
 const NOW: u64 = 1_800_000_000_000;
 
@@ -24,7 +24,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn table(writer: usize) -> Table {
-    Table::new(NodeId([writer as u8 + 1; 32]), TableConfig::default())
+    Table::for_tests(writer as u8 + 1)
 }
 
 fn record(name: u8) -> PeerRecord {

@@ -19,13 +19,15 @@ use serde_bytes::ByteBuf;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use udht::core::delta::{encode_delta, DELTA_VERSION};
+use udht::core::replica::MAX_STRIKES;
+use udht::core::sign::{entry_message, owner_of_key, Signer};
 use udht::core::sync::{SyncRequest, SyncResponse};
-use udht::core::{now_millis, Entry, NodeId, PeerFields, PeerRecord, Stamp};
+use udht::core::{now_millis, Entry, PeerFields, PeerRecord, Stamp, Table, TableConfig};
 use udht::node::Status;
 use udht::{NodeConfig, NodeHandle, RunningNode};
 
-const TOPIC: &str = "udht/peers/1";
-const SYNC_PROTOCOL: &str = "/udht/sync/1.0.0";
+const TOPIC: &str = "udht/peers/2";
+const SYNC_PROTOCOL: &str = "/udht/sync/2.0.0";
 const WAIT: Duration = Duration::from_secs(10);
 const TEN_MINUTES_MS: u64 = 10 * 60 * 1000;
 
@@ -139,14 +141,15 @@ async fn run_rogue(
     }
 }
 
+/// An entry correctly signed by the rogue's own writer key (so what is wrong with it is what the
+/// test put there: a stamp in the future, an empty key, an oversized value).
 fn entry(key: &str, millis: u64, name: &str) -> Entry {
     let fields = PeerFields { name: Some(name.into()), ip: Some("10.6.6.6".into()), ..Default::default() };
     let record = PeerRecord::create(fields, millis as i64 * 1000);
-    Entry {
-        key: key.into(),
-        stamp: Stamp { millis, counter: 0, node: NodeId([0x66; 32]) },
-        record: Some(Arc::new(record)),
-    }
+    let signer = Signer::from_secret([0x66; 32]);
+    let stamp = Stamp { millis, counter: 0, node: signer.node() };
+    let sig = signer.sign(&entry_message("udht", key, Some(&record), &stamp));
+    Entry { key: key.into(), stamp, record: Some(Arc::new(record)), sig }
 }
 
 fn random_bytes(n: usize) -> Vec<u8> {
@@ -179,6 +182,11 @@ struct Scene {
 
 async fn scene(attack: Attack) -> Scene {
     let (victim, victim_dir) = common::start_node_with(on_loopback(None)).await;
+    scene_with(victim, victim_dir, attack).await
+}
+
+/// The scene around a victim already started (an attack may need to know its peer id).
+async fn scene_with(victim: RunningNode, victim_dir: TempDir, attack: Attack) -> Scene {
     let victim_addr = common::listen_addr(&victim).await;
     let (honest, honest_dir) = common::start_node_with(on_loopback(Some(victim_addr.clone()))).await;
     common::listen_addr(&honest).await;
@@ -343,4 +351,61 @@ async fn malformed_sync_requests_are_refused_and_the_victim_keeps_serving() {
     assert!(log.responses.contains(&SyncResponse::Ack { merged: 0 }), "the push merged nothing");
     assert!(log.request_failures.is_empty(), "every request was answered: {:?}", log.request_failures);
     assert!(log.victim_requests_answered >= 1, "the victim asked the rogue and got garbage back");
+}
+
+/// Entries forged three ways, each sent by gossip and by anti-entropy: another writer's id in the
+/// stamp under the rogue's signature, a correctly signed value changed afterwards, and a correctly
+/// signed write of the victim's own record (a peer id's key, writable only by that peer). All are
+/// refused, nothing merges anywhere, the victim's record is unchanged on both nodes, and the
+/// rogue is struck until it is banned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forged_entries_are_refused_everywhere_and_their_sender_is_banned() {
+    let (victim, victim_dir) = common::start_node_with(on_loopback(None)).await;
+    let now = now_millis();
+    let mut rogue_writer = Table::new(Signer::from_secret(rand::random()), "udht", TableConfig::default());
+    let fields =
+        PeerFields { name: Some("forged".into()), ip: Some("198.18.6.6".into()), ..Default::default() };
+    let honest_writer = owner_of_key(&victim.peer_id).expect("a node's peer id names its key");
+    let mut other_writer =
+        rogue_writer.put("rogue-other-writer".into(), PeerRecord::create(fields.clone(), 1), now);
+    other_writer.stamp.node = honest_writer;
+    let mut changed =
+        rogue_writer.put("rogue-changed-value".into(), PeerRecord::create(fields.clone(), 1), now);
+    changed.record =
+        Some(Arc::new(PeerRecord::create(PeerFields { name: Some("changed".into()), ..fields.clone() }, 1)));
+    let not_owner = rogue_writer.put(victim.peer_id.clone(), PeerRecord::create(fields, 1), now);
+    let forged = [other_writer, changed, not_owner];
+    let gossip = forged.iter().map(|e| encode_delta(std::slice::from_ref(e))).collect();
+    // Enough bad pushes to be banned (each refused push is one strike).
+    let requests = (0..MAX_STRIKES as usize)
+        .map(|i| RogueRequest::Sync(SyncRequest::Push { entries: vec![forged[i % 3].clone()] }))
+        .collect();
+    let scene = scene_with(victim, victim_dir, Attack { gossip, requests }).await;
+    let own_before = scene.victim.handle.own_record().expect("the victim's own record");
+
+    let s = eventually("the forger banned", WAIT, async || {
+        let s = status(&scene.victim.handle).await;
+        let seen = s.table_stats.rejected_signature >= 2 && s.table_stats.rejected_owner >= 1;
+        if seen && s.sync_stats.peers_banned >= 1 {
+            Ok(s)
+        } else {
+            Err((s.table_stats, s.sync_stats))
+        }
+    })
+    .await;
+    println!("victim after forged entries: {:?} {:?}", s.table_stats, s.sync_stats);
+    scene.assert_network_still_converges("honest-after-forgeries").await;
+    scene.assert_nothing_of_the_rogue_merged().await;
+    for node in [&scene.victim, &scene.honest] {
+        let record = node.handle.get(&scene.victim.peer_id).expect("the victim's record everywhere");
+        assert_eq!(record.name, own_before.name, "on {}", node.peer_id);
+        assert_ne!(record.ip, "198.18.6.6", "the forged address reached {}", node.peer_id);
+    }
+    let honest = status(&scene.honest.handle).await;
+    assert_eq!(
+        honest.table_stats.rejected_signature + honest.table_stats.rejected_owner,
+        0,
+        "nothing forged was forwarded"
+    );
+    scene.finish().await;
 }

@@ -14,13 +14,13 @@ use common::{
 use serde_json::{json, Value};
 
 // The second revision, as Python's json.dumps writes it (", " and ": " separators).
-const REV2_ID: &str = "12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo";
-const REV2_ADD: &[u8] = br#"{"message_type": 3, "data": {"peer_id": "12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo", "name": "Ana Lima", "ip": "10.20.30.40", "ports": {"userSync": 3003}}}"#;
+const REV2_ID: &str = "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N";
+const REV2_ADD: &[u8] = br#"{"message_type": 3, "data": {"peer_id": "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N", "name": "Ana Lima", "ip": "10.20.30.40", "ports": {"userSync": 3003}}}"#;
 const REV2_GET: &[u8] =
-    br#"{"message_type": 7, "data": {"peer_id": "12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo"}}"#;
-const REV2_UPDATE: &[u8] = br#"{"message_type": 6, "data": {"peer_id": "12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo", "name": "Ana L.", "ip": "10.20.30.41", "ports": {"userSync": 3004, "blockchain": 3005}}}"#;
+    br#"{"message_type": 7, "data": {"peer_id": "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N"}}"#;
+const REV2_UPDATE: &[u8] = br#"{"message_type": 6, "data": {"peer_id": "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N", "name": "Ana L.", "ip": "10.20.30.41", "ports": {"userSync": 3004, "blockchain": 3005}}}"#;
 const REV2_REMOVE: &[u8] =
-    br#"{"message_type": 4, "data": {"peer_id": "12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo"}}"#;
+    br#"{"message_type": 4, "data": {"peer_id": "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N"}}"#;
 const REV2_MISSING_GET: &[u8] = br#"{"message_type": 7, "data": {"peer_id": "12D3KooWMissing"}}"#;
 const REV2_MISSING_UPDATE: &[u8] =
     br#"{"message_type": 6, "data": {"peer_id": "12D3KooWMissing", "name": "X", "ip": "1.1.1.1", "ports": {"userSync": 1}}}"#;
@@ -369,6 +369,28 @@ async fn the_nodes_own_record_cannot_be_removed_or_forged_through_the_manager_so
     let own = completed_data(&c.request_json(PEER_ID).await, "peer id");
     assert_eq!(own["peer_id"], node.peer_id.as_str());
     assert_ne!(own["name"], "impostor");
+    node.shutdown().await.unwrap();
+}
+
+/// A key that is an ed25519 libp2p peer id names a node's own record, which only that node may
+/// write: a client adding, changing or removing one gets a clear error and nothing is written.
+#[tokio::test]
+async fn another_nodes_peer_id_key_is_refused_with_a_clear_error() {
+    let (node, _dir) = start_node().await;
+    let mut c = Conn::connect(node.manager_addr).await;
+    let other = "12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo";
+    let add = json!({"message_type": 3, "data": {"peer_id": other, "name": "Ana Lima", "ip": "10.20.30.40"}});
+    let reply = c.request_json(add.to_string().as_bytes()).await;
+    assert_eq!(
+        (reply["action"].as_str(), reply["result"].as_str()),
+        (Some("peer add"), Some("error")),
+        "{reply}"
+    );
+    assert_eq!(reply["data"], false);
+    let error = reply["error"].as_str().unwrap();
+    assert!(error.contains(other) && error.contains("only that node may write"), "{error}");
+    let get = json!({"message_type": 7, "data": {"peer_id": other}});
+    assert_eq!(c.request_json(get.to_string().as_bytes()).await["result"], "error", "nothing was written");
     node.shutdown().await.unwrap();
 }
 

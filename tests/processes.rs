@@ -64,3 +64,34 @@ async fn three_processes_joined_by_a_bare_bootstrap_address_converge() {
     let gone = c.request(json!({"message_type": 7, "data": {"peer_ip": "101.3.4.2"}})).await;
     assert_eq!(gone["result"], "error");
 }
+
+/// A rogue that is just a standard `udht-node` joined to the network cannot change or delete
+/// another node's record through its own manager socket (a peer id's key belongs to that peer),
+/// while its writes of multi-writer keys (records keyed by ip) still spread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rogue_node_cannot_write_another_nodes_record_but_its_shared_writes_spread() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = NodeProcess::start(&dir.path().join("victim"), &["--name".into(), "victim".into()]).await;
+    let bootstrap = vec!["--bootstrap".to_string(), format!("/ip4/127.0.0.1/tcp/{}", victim.p2p_port)];
+    let rogue = NodeProcess::start(&dir.path().join("rogue"), &bootstrap).await;
+    let victim_id = victim.status().await["peer_id"].as_str().unwrap().to_owned();
+    wait_converged(&[&victim, &rogue]).await;
+
+    let forge =
+        json!({"message_type": 6, "data": {"peer_id": victim_id, "name": "forged", "ip": "198.18.6.6"}});
+    let reply = rogue.request(forge).await;
+    assert_eq!(reply["result"], "error", "{reply}");
+    assert!(reply["error"].as_str().unwrap().contains("only that node may write"), "{reply}");
+    let delete = rogue.request(json!({"message_type": 4, "data": {"peer_id": victim_id}})).await;
+    assert_eq!(delete["result"], "error", "{delete}");
+
+    let shared = json!({"message_type": 3, "data": {"peer_ip": "198.18.0.9", "peer_port": "8001", "peer_name": "svc"}});
+    assert_eq!(rogue.request(shared).await["result"], "completed");
+    wait_converged(&[&victim, &rogue]).await;
+    let got = victim.request(json!({"message_type": 7, "data": {"peer_ip": "198.18.0.9"}})).await;
+    assert_eq!(got["data"]["name"], "svc");
+    for n in [&victim, &rogue] {
+        let record = n.request(json!({"message_type": 7, "data": {"peer_id": victim_id}})).await;
+        assert_eq!(record["data"]["name"], "victim", "the victim's record is its own on every node");
+    }
+}

@@ -3,7 +3,8 @@
 use super::table::Entry;
 
 /// First byte of every delta; a node drops deltas of versions it does not know.
-pub const DELTA_VERSION: u8 = 1;
+/// Version 2: entries carry their writer's signature.
+pub const DELTA_VERSION: u8 = 2;
 /// Most entries in one delta: writes are batched over a few milliseconds, up to this.
 pub const MAX_DELTA_ENTRIES: usize = 256;
 /// Most bytes in one encoded delta (gossipsub's transmit limit is set above this).
@@ -63,7 +64,8 @@ pub fn entry_size(e: &Entry) -> usize {
             + r.addrs.iter().map(|a| a.len() + 2).sum::<usize>()
             + 40
     });
-    e.key.len() + 60 + record
+    // Key, stamp (about 50 bytes) and signature (64).
+    e.key.len() + 124 + record
 }
 
 /// Splits entries into deltas that each respect the entry and byte limits.
@@ -90,11 +92,11 @@ pub fn batch_deltas(entries: Vec<Entry>) -> Vec<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{NodeId, PeerFields, PeerRecord, Table, TableConfig};
+    use crate::core::{PeerFields, PeerRecord, Table};
 
     #[test]
     fn deltas_round_trip_and_garbage_is_refused() {
-        let mut t = Table::new(NodeId([3; 32]), TableConfig::default());
+        let mut t = Table::for_tests(3);
         let rec = PeerRecord::create(PeerFields { name: Some("a".into()), ..Default::default() }, 5);
         let entries: Vec<_> = (0..600).map(|i| t.put(format!("k{i}"), rec.clone(), 1000)).collect();
         let deltas = batch_deltas(entries.clone());
@@ -103,8 +105,11 @@ mod tests {
         assert_eq!(decoded, entries);
         assert_eq!(decode_delta(&[]), Err(DeltaError::Empty));
         assert_eq!(decode_delta(&[9, 1, 2]), Err(DeltaError::Version(9)));
-        assert!(matches!(decode_delta(&[1, 0xff, 0xff, 0xff]), Err(DeltaError::Decode(_))));
-        assert!(matches!(decode_delta(&[1, 0, 0xde, 0xad]), Err(DeltaError::Decode(_))), "trailing bytes");
+        assert!(matches!(decode_delta(&[DELTA_VERSION, 0xff, 0xff, 0xff]), Err(DeltaError::Decode(_))));
+        assert!(
+            matches!(decode_delta(&[DELTA_VERSION, 0, 0xde, 0xad]), Err(DeltaError::Decode(_))),
+            "trailing bytes"
+        );
         assert!(matches!(decode_delta(&vec![1; MAX_DELTA_BYTES + 1]), Err(DeltaError::TooLarge(_))));
     }
 }

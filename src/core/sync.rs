@@ -328,12 +328,12 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{NodeId, PeerFields, PeerRecord, TableConfig};
+    use crate::core::{PeerFields, PeerRecord};
 
     const NOW: u64 = 1_800_000_000_000;
 
     fn table(id: u8) -> Table {
-        Table::new(NodeId([id; 32]), TableConfig::default())
+        Table::for_tests(id)
     }
 
     fn rec(name: &str) -> PeerRecord {

@@ -9,8 +9,9 @@ use crdts::{CvRDT, LWWReg};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
-use super::clock::{ClockError, Hlc, NodeId, Stamp};
+use super::clock::{ClockError, Hlc, Stamp};
 use super::record::{validate_key, PeerRecord, RecordError};
+use super::sign::{entry_message, owner_of_key, verify, verify_all, Signature, Signer};
 
 /// Number of hash buckets in a digest: anti-entropy compares these to find which keys differ.
 /// 1024 × 16 bytes = 16 KiB per exchange, and about 100 keys per bucket at 100,000 records.
@@ -22,8 +23,15 @@ pub const DEFAULT_TOMBSTONE_GRACE: Duration = Duration::from_secs(7 * 24 * 3600)
 /// How far ahead of our clock a remote stamp may be before it is refused.
 pub const DEFAULT_MAX_SKEW: Duration = Duration::from_secs(60);
 
-/// A register of the table: the record (`None` is a tombstone) and the stamp of the write that set it.
-pub type Register = LWWReg<Option<Arc<PeerRecord>>, Stamp>;
+/// What a register holds: the record (`None` is a tombstone) and its writer's signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Value {
+    pub record: Option<Arc<PeerRecord>>,
+    pub sig: Signature,
+}
+
+/// A register of the table: the value and the stamp of the write that set it.
+pub type Register = LWWReg<Value, Stamp>;
 
 /// One key's state as it travels between replicas and to disk: the unit of deltas.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,11 +40,22 @@ pub struct Entry {
     pub stamp: Stamp,
     /// `None` marks a removal (a tombstone).
     pub record: Option<Arc<PeerRecord>>,
+    /// The writer's (`stamp.node`'s) signature over the entry; see [`super::sign`].
+    pub sig: Signature,
 }
 
 impl Entry {
     fn register(&self) -> Register {
-        LWWReg { val: self.record.clone(), marker: self.stamp }
+        LWWReg { val: Value { record: self.record.clone(), sig: self.sig }, marker: self.stamp }
+    }
+
+    fn from_register(key: &str, r: &Register) -> Entry {
+        Entry { key: key.to_owned(), stamp: r.marker, record: r.val.record.clone(), sig: r.val.sig }
+    }
+
+    /// The bytes its writer signed, for this network.
+    pub fn message(&self, network_id: &str) -> Vec<u8> {
+        entry_message(network_id, &self.key, self.record.as_deref(), &self.stamp)
     }
 }
 
@@ -62,6 +81,10 @@ pub enum MergeError {
     Record(#[from] RecordError),
     #[error("stamp already used for a different value")]
     ConflictingStamp,
+    #[error("the signature does not match the entry and its writer")]
+    BadSignature,
+    #[error("key {0:?} is a peer id: only that peer may write it")]
+    NotOwner(String),
 }
 
 /// Counters of what merges did, for status and tests.
@@ -75,6 +98,10 @@ pub struct TableStats {
     pub rejected_future: u64,
     /// Remote entries that broke a limit or reused a stamp.
     pub rejected_invalid: u64,
+    /// Remote entries whose signature did not verify.
+    pub rejected_signature: u64,
+    /// Remote entries that wrote a peer id's key without being that peer.
+    pub rejected_owner: u64,
     /// Tombstones collected after the grace period.
     pub tombstones_collected: u64,
 }
@@ -131,27 +158,45 @@ pub struct Table {
     /// Number of entries holding a record (not tombstones).
     live: usize,
     hlc: Hlc,
+    /// Signs this replica's own writes; its public key is the writer id in their stamps.
+    signer: Signer,
+    /// Part of every signed message, so an entry of one network means nothing in another.
+    network_id: Arc<str>,
     grace_ms: u64,
     stats: TableStats,
 }
 
 impl Table {
-    pub fn new(node: NodeId, config: TableConfig) -> Self {
+    /// An empty replica that signs its writes with `signer`, for the network `network_id`.
+    pub fn new(signer: Signer, network_id: &str, config: TableConfig) -> Self {
         Table {
             entries: HashMap::new(),
             buckets: vec![0; BUCKETS],
             members: vec![HashSet::new(); BUCKETS],
             live: 0,
-            hlc: Hlc::new(node, config.max_skew),
+            hlc: Hlc::new(signer.node(), config.max_skew),
+            signer,
+            network_id: Arc::from(network_id),
             grace_ms: config.tombstone_grace.as_millis() as u64,
             stats: TableStats::default(),
         }
     }
 
+    /// A replica whose writer key is derived from `id`, for tests and simulations.
+    #[cfg(any(test, feature = "test-util"))]
+    pub fn for_tests(id: u8) -> Table {
+        Table::new(Signer::from_secret([id; 32]), "test", TableConfig::default())
+    }
+
     /// Rebuilds a table from stored entries, trusting them (they were validated when written) and
     /// moving the clock past every stored stamp, so a wall clock that went back cannot reorder writes.
-    pub fn load(node: NodeId, config: TableConfig, stored: impl IntoIterator<Item = Entry>) -> Self {
-        let mut t = Table::new(node, config);
+    pub fn load(
+        signer: Signer,
+        network_id: &str,
+        config: TableConfig,
+        stored: impl IntoIterator<Item = Entry>,
+    ) -> Self {
+        let mut t = Table::new(signer, network_id, config);
         for e in stored {
             t.load_entry(e);
         }
@@ -169,14 +214,45 @@ impl Table {
         self.install(e.key, reg);
     }
 
+    /// Takes in entries stored before entries were signed, after every signed one was loaded:
+    /// this replica's own are re-signed and kept, others' are dropped (anti-entropy fetches them
+    /// again, signed). Returns what the store must rewrite and which keys it must delete: only
+    /// entries that are still the newest of their key, so older writes never overwrite newer.
+    pub fn adopt_unsigned(&mut self, entries: Vec<Entry>) -> (Vec<Entry>, Vec<String>) {
+        let me = self.signer.node();
+        let (mine, theirs): (Vec<Entry>, Vec<Entry>) = entries.into_iter().partition(|e| e.stamp.node == me);
+        let mut rewrite = Vec::new();
+        for e in mine {
+            let e = self.resign(e);
+            self.load_entry(e.clone());
+            rewrite.push(e);
+        }
+        rewrite.retain(|e| self.entries.get(e.key.as_str()).is_some_and(|r| r.marker == e.stamp));
+        let mut dropped: Vec<String> =
+            theirs.into_iter().map(|e| e.key).filter(|k| !self.entries.contains_key(k.as_str())).collect();
+        dropped.sort();
+        dropped.dedup();
+        (rewrite, dropped)
+    }
+
     /// The live record under `key` (tombstones read as absent).
     pub fn get(&self, key: &str) -> Option<&Arc<PeerRecord>> {
-        self.entries.get(key).and_then(|r| r.val.as_ref())
+        self.entries.get(key).and_then(|r| r.val.record.as_ref())
     }
 
     /// The full entry under `key`, tombstones included.
     pub fn entry(&self, key: &str) -> Option<Entry> {
-        self.entries.get(key).map(|r| Entry { key: key.to_owned(), stamp: r.marker, record: r.val.clone() })
+        self.entries.get(key).map(|r| Entry::from_register(key, r))
+    }
+
+    pub fn network_id(&self) -> &str {
+        &self.network_id
+    }
+
+    /// Signs an entry of this replica's own (e.g. one stored before entries were signed).
+    pub fn resign(&self, mut e: Entry) -> Entry {
+        e.sig = self.signer.sign(&e.message(&self.network_id));
+        e
     }
 
     /// Live records.
@@ -199,92 +275,118 @@ impl Table {
 
     /// Live records, in no particular order.
     pub fn iter_live(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<PeerRecord>)> {
-        self.entries.iter().filter_map(|(k, r)| r.val.as_ref().map(|v| (k, v)))
+        self.entries.iter().filter_map(|(k, r)| r.val.record.as_ref().map(|v| (k, v)))
     }
 
     /// Writes a record locally under a fresh stamp; returns the entry to persist and propagate.
     pub fn put(&mut self, key: String, record: PeerRecord, now_ms: u64) -> Entry {
-        let stamp = self.hlc.tick(now_ms);
-        let record = Some(Arc::new(record));
-        self.install(key.clone(), LWWReg { val: record.clone(), marker: stamp });
-        Entry { key, stamp, record }
+        self.write(key, Some(Arc::new(record)), now_ms)
     }
 
     /// Removes a live record locally, leaving a tombstone; `None` if there was no live record.
     pub fn remove(&mut self, key: &str, now_ms: u64) -> Option<Entry> {
         self.get(key)?;
+        Some(self.write(key.to_owned(), None, now_ms))
+    }
+
+    /// A local write: stamped, signed, installed.
+    fn write(&mut self, key: String, record: Option<Arc<PeerRecord>>, now_ms: u64) -> Entry {
         let stamp = self.hlc.tick(now_ms);
-        self.install(key.to_owned(), LWWReg { val: None, marker: stamp });
-        Some(Entry { key: key.to_owned(), stamp, record: None })
+        let sig = self.signer.sign(&entry_message(&self.network_id, &key, record.as_deref(), &stamp));
+        let e = Entry { key, stamp, record, sig };
+        self.install(e.key.clone(), e.register());
+        e
     }
 
     /// Merges one remote entry. `Ok(true)` if it changed the table, `Ok(false)` if it was stale.
     pub fn merge(&mut self, entry: Entry, now_ms: u64) -> Result<bool, MergeError> {
-        let result = self.try_merge(entry, now_ms);
+        let signed = verify(&entry.stamp.node, &entry.message(&self.network_id), &entry.sig);
+        self.merge_with(entry, signed, now_ms)
+    }
+
+    fn merge_with(&mut self, entry: Entry, signed: bool, now_ms: u64) -> Result<bool, MergeError> {
+        let result = self.validate(&entry, signed, now_ms).map(|()| self.apply(entry, now_ms));
         match &result {
             Ok(true) => self.stats.merged += 1,
             Ok(false) => self.stats.stale += 1,
-            Err(MergeError::Clock(_)) => self.stats.rejected_future += 1,
-            Err(_) => self.stats.rejected_invalid += 1,
+            Err(e) => self.count(e),
         }
         result
     }
 
-    /// Checks a remote entry without merging it (counted like a refused merge if it fails), so a
-    /// whole message can be judged before any of it is applied.
+    fn count(&mut self, e: &MergeError) {
+        match e {
+            MergeError::Clock(_) => self.stats.rejected_future += 1,
+            MergeError::BadSignature => self.stats.rejected_signature += 1,
+            MergeError::NotOwner(_) => self.stats.rejected_owner += 1,
+            MergeError::Record(_) | MergeError::ConflictingStamp => self.stats.rejected_invalid += 1,
+        }
+    }
+
+    /// Checks a remote entry without merging it (counted like a refused merge if it fails).
     pub fn check(&mut self, entry: &Entry, now_ms: u64) -> Result<(), MergeError> {
-        let result = self.validate(entry, now_ms);
-        match &result {
-            Err(MergeError::Clock(_)) => self.stats.rejected_future += 1,
-            Err(_) => self.stats.rejected_invalid += 1,
-            Ok(()) => {}
+        let signed = verify(&entry.stamp.node, &entry.message(&self.network_id), &entry.sig);
+        let result = self.validate(entry, signed, now_ms);
+        if let Err(e) = &result {
+            self.count(e);
         }
         result
     }
 
-    fn validate(&self, entry: &Entry, now_ms: u64) -> Result<(), MergeError> {
+    /// Which of `entries` carry a valid signature, verified as one batch.
+    fn signatures(&self, entries: &[Entry]) -> Vec<bool> {
+        let items: Vec<_> =
+            entries.iter().map(|e| (e.stamp.node, e.message(&self.network_id), e.sig)).collect();
+        verify_all(&items)
+    }
+
+    fn validate(&self, entry: &Entry, signed: bool, now_ms: u64) -> Result<(), MergeError> {
         validate_key(&entry.key)?;
         if let Some(r) = &entry.record {
             r.validate()?;
         }
         self.hlc.check(&entry.stamp, now_ms)?;
+        if owner_of_key(&entry.key).is_some_and(|owner| owner != entry.stamp.node) {
+            return Err(MergeError::NotOwner(entry.key.clone()));
+        }
+        if !signed {
+            return Err(MergeError::BadSignature);
+        }
         if let Some(current) = self.entries.get(entry.key.as_str()) {
             current.validate_merge(&entry.register()).map_err(|_| MergeError::ConflictingStamp)?;
         }
         Ok(())
     }
 
-    fn try_merge(&mut self, entry: Entry, now_ms: u64) -> Result<bool, MergeError> {
-        self.validate(&entry, now_ms)?;
-        let incoming = entry.register();
+    /// Installs a valid remote entry if it is newer; whether it changed the table.
+    fn apply(&mut self, entry: Entry, now_ms: u64) -> bool {
         let expired_tombstone =
             entry.record.is_none() && entry.stamp.millis.saturating_add(self.grace_ms) < now_ms;
         match self.entries.get(entry.key.as_str()) {
-            Some(current) if current.marker >= incoming.marker => return Ok(false),
+            Some(current) if current.marker >= entry.stamp => return false,
             // A tombstone past its grace period for a key we do not hold carries no information.
-            None if expired_tombstone => return Ok(false),
+            None if expired_tombstone => return false,
             _ => {}
         }
         self.hlc.observe(&entry.stamp);
         if expired_tombstone {
             self.uninstall(&entry.key);
         } else {
-            self.install(entry.key, incoming);
+            let reg = entry.register();
+            self.install(entry.key, reg);
         }
-        Ok(true)
+        true
     }
 
-    /// Merges many remote entries; returns those that changed the table and the number refused.
-    pub fn merge_all(
-        &mut self,
-        entries: impl IntoIterator<Item = Entry>,
-        now_ms: u64,
-    ) -> (Vec<Entry>, usize) {
+    /// Merges many remote entries, their signatures verified as one batch; returns those that
+    /// changed the table and the number refused.
+    pub fn merge_all(&mut self, entries: Vec<Entry>, now_ms: u64) -> (Vec<Entry>, usize) {
+        let signed = self.signatures(&entries);
         let mut changed = Vec::new();
         let mut refused = 0;
-        for e in entries {
+        for (e, ok) in entries.into_iter().zip(signed) {
             let keep = e.clone();
-            match self.merge(e, now_ms) {
+            match self.merge_with(e, ok, now_ms) {
                 Ok(true) => changed.push(keep),
                 Ok(false) => {}
                 Err(_) => refused += 1,
@@ -293,15 +395,38 @@ impl Table {
         (changed, refused)
     }
 
+    /// Merges a gossip delta as a whole: if any entry is refused, nothing is merged and the first
+    /// refusal is returned (the message is rejected); otherwise the entries that changed the table.
+    pub fn merge_delta(&mut self, entries: Vec<Entry>, now_ms: u64) -> Result<Vec<Entry>, MergeError> {
+        let signed = self.signatures(&entries);
+        for (e, ok) in entries.iter().zip(&signed) {
+            if let Err(err) = self.validate(e, *ok, now_ms) {
+                self.count(&err);
+                return Err(err);
+            }
+        }
+        let mut changed = Vec::new();
+        for e in entries {
+            let keep = e.clone();
+            if self.apply(e, now_ms) {
+                self.stats.merged += 1;
+                changed.push(keep);
+            } else {
+                self.stats.stale += 1;
+            }
+        }
+        Ok(changed)
+    }
+
     /// Sets a register, keeping the bucket hashes and live count in step.
     fn install(&mut self, key: String, reg: Register) {
         let b = bucket_of(&key) as usize;
         let h_new = entry_hash(&key, &reg.marker);
-        let live_new = reg.val.is_some();
+        let live_new = reg.val.record.is_some();
         match self.entries.get_mut(key.as_str()) {
             Some(old) => {
                 self.buckets[b] ^= entry_hash(&key, &old.marker) ^ h_new;
-                self.live = self.live - usize::from(old.val.is_some()) + usize::from(live_new);
+                self.live = self.live - usize::from(old.val.record.is_some()) + usize::from(live_new);
                 old.merge(reg);
             }
             None => {
@@ -319,7 +444,7 @@ impl Table {
             let b = bucket_of(key) as usize;
             self.buckets[b] ^= entry_hash(key, &old.marker);
             self.members[b].remove(key);
-            self.live -= usize::from(old.val.is_some());
+            self.live -= usize::from(old.val.record.is_some());
         }
     }
 
@@ -339,17 +464,16 @@ impl Table {
 
     /// All entries (tombstones included) of one bucket; empty for an out-of-range bucket.
     pub fn bucket_entries(&self, bucket: u16) -> impl Iterator<Item = Entry> + '_ {
-        self.members.get(bucket as usize).into_iter().flatten().filter_map(|k| {
-            self.entries.get(k).map(|r| Entry { key: k.to_string(), stamp: r.marker, record: r.val.clone() })
-        })
+        self.members
+            .get(bucket as usize)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.entries.get(k).map(|r| Entry::from_register(k, r)))
     }
 
     /// Every entry, tombstones included: the full state, for merging into another replica.
     pub fn all_entries(&self) -> Vec<Entry> {
-        self.entries
-            .iter()
-            .map(|(k, r)| Entry { key: k.to_string(), stamp: r.marker, record: r.val.clone() })
-            .collect()
+        self.entries.iter().map(|(k, r)| Entry::from_register(k, r)).collect()
     }
 
     /// Drops tombstones older than the grace period; returns their keys (to delete from disk).
@@ -358,7 +482,7 @@ impl Table {
         let expired: Vec<String> = self
             .entries
             .iter()
-            .filter(|(_, r)| r.val.is_none() && r.marker.millis < cutoff)
+            .filter(|(_, r)| r.val.record.is_none() && r.marker.millis < cutoff)
             .map(|(k, _)| k.to_string())
             .collect();
         for k in &expired {
@@ -390,7 +514,7 @@ mod tests {
     }
 
     fn table(id: u8) -> Table {
-        Table::new(NodeId([id; 32]), TableConfig::default())
+        Table::for_tests(id)
     }
 
     const NOW: u64 = 1_800_000_000_000;
@@ -460,8 +584,12 @@ mod tests {
         let mut other = table(2);
         let e = other.put("k".into(), rec("X"), NOW);
         t.merge(e.clone(), NOW).unwrap();
-        let forged = Entry { record: Some(Arc::new(rec("Y"))), ..e };
-        assert_eq!(t.merge(forged, NOW), Err(MergeError::ConflictingStamp));
+        // Anyone else's value under that stamp fails its signature ...
+        let forged = Entry { record: Some(Arc::new(rec("Y"))), ..e.clone() };
+        assert_eq!(t.merge(forged.clone(), NOW), Err(MergeError::BadSignature));
+        // ... and the writer itself signing a second value under one stamp is a conflict.
+        let resigned = other.resign(forged);
+        assert_eq!(t.merge(resigned, NOW), Err(MergeError::ConflictingStamp));
         assert_eq!(t.get("k").unwrap().name, "X");
     }
 
@@ -504,7 +632,8 @@ mod tests {
         let mut t = table(1);
         let e1 = t.put("a".into(), rec("A"), NOW + 10_000);
         let e2 = t.put("b".into(), rec("B"), NOW);
-        let loaded = Table::load(NodeId([1; 32]), TableConfig::default(), vec![e1.clone(), e2]);
+        let loaded =
+            Table::load(Signer::from_secret([1; 32]), "test", TableConfig::default(), vec![e1.clone(), e2]);
         assert_eq!(loaded.root(), t.root());
         let mut loaded = loaded;
         // Wall clock went back 10 s across the restart: the next write still wins.

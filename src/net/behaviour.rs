@@ -74,15 +74,17 @@ pub struct Protocols {
 
 impl Protocols {
     pub fn new(network_id: &str) -> Result<Self, NetError> {
-        let proto = |name: &str| {
-            StreamProtocol::try_from_owned(format!("/{network_id}/{name}/1.0.0"))
+        let proto = |name: &str, version: &str| {
+            StreamProtocol::try_from_owned(format!("/{network_id}/{name}/{version}"))
                 .map_err(|e| NetError::Config(format!("network id {network_id:?}: {e}")))
         };
+        // Sync 2 and topic 2 carry signed entries: a node of the unsigned version neither answers
+        // nor hears a signed one (its requests fail as unsupported), so nothing unsigned merges.
         Ok(Protocols {
-            kad: proto("kad")?,
-            sync: proto("sync")?,
+            kad: proto("kad", "1.0.0")?,
+            sync: proto("sync", "2.0.0")?,
             identify: format!("/{network_id}/id/1.0.0"),
-            topic: IdentTopic::new(format!("{network_id}/peers/1")),
+            topic: IdentTopic::new(format!("{network_id}/peers/2")),
         })
     }
 }

@@ -2,6 +2,7 @@
 
 use libp2p::identity::Keypair;
 
+use crate::core::sign::Signer;
 use crate::core::NodeId;
 
 use super::addr::NetError;
@@ -18,6 +19,18 @@ pub fn decode_identity(bytes: &[u8]) -> Result<Keypair, NetError> {
     Ok(kp)
 }
 
+/// The signer of this node's entries: the same ed25519 key as its libp2p identity, so its writer
+/// id is its public key and its peer id names the record only it may write.
+pub fn signer_of(kp: &Keypair) -> Result<Signer, NetError> {
+    let ed = kp
+        .clone()
+        .try_into_ed25519()
+        .map_err(|_| NetError::Identity("the identity key is not ed25519".into()))?;
+    let secret: [u8; 32] =
+        ed.secret().as_ref().try_into().map_err(|_| NetError::Identity("bad ed25519 secret".into()))?;
+    Ok(Signer::from_secret(secret))
+}
+
 /// The CRDT writer id of a keypair: its 32-byte ed25519 public key.
 pub fn node_id_of(kp: &Keypair) -> Result<NodeId, NetError> {
     let ed = kp
@@ -30,6 +43,16 @@ pub fn node_id_of(kp: &Keypair) -> Result<NodeId, NetError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_signer_is_the_libp2p_identity_and_its_peer_id_is_the_owned_key() {
+        let kp = decode_identity(&generate_identity()).unwrap();
+        let signer = signer_of(&kp).unwrap();
+        assert_eq!(signer.node(), node_id_of(&kp).unwrap());
+        let peer_id = kp.public().to_peer_id().to_string();
+        assert_eq!(crate::core::sign::peer_id_of(&signer.node()), peer_id);
+        assert_eq!(crate::core::sign::owner_of_key(&peer_id), Some(signer.node()));
+    }
 
     #[test]
     fn a_stored_identity_decodes_to_the_same_key_and_fresh_ones_differ() {

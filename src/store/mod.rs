@@ -16,6 +16,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use crate::core::sign::Signature;
 use crate::core::{Entry, PeerRecord, Stamp};
 
 pub use error::StoreError;
@@ -32,46 +33,90 @@ const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const LOG_FOLD_AT: u64 = 8192;
 /// First byte of every stored value, so a future format can be told apart.
 const FORMAT_V1: u8 = 1;
+/// The current format: entries carry their writer's signature.
+const FORMAT_V2: u8 = 2;
 /// At most this many jobs share one transaction and one fsync.
 pub const MAX_GROUP: usize = 1024;
 /// redb's page cache: the whole table also lives in memory, so the cache only serves writes.
 const CACHE_BYTES: usize = 16 << 20;
 
-#[derive(Serialize, Deserialize)]
-struct StoredValue {
+/// A stored entry as the first version wrote it: no signature.
+#[derive(Deserialize)]
+struct StoredValueV1 {
     stamp: Stamp,
     record: Option<Arc<PeerRecord>>,
 }
 
+#[derive(Serialize, Deserialize)]
+struct StoredValue {
+    stamp: Stamp,
+    record: Option<Arc<PeerRecord>>,
+    sig: Signature,
+}
+
+/// An entry read back from disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Loaded {
+    /// Written by this version: signed.
+    Signed(Entry),
+    /// Written before entries were signed (format 1): its `sig` is all zeros. The node re-signs
+    /// its own and drops the others (anti-entropy fetches them again, signed).
+    Unsigned(Entry),
+}
+
 fn encode(e: &Entry) -> Vec<u8> {
-    let mut out = vec![FORMAT_V1];
-    let v = StoredValue { stamp: e.stamp, record: e.record.clone() };
+    let mut out = vec![FORMAT_V2];
+    let v = StoredValue { stamp: e.stamp, record: e.record.clone(), sig: e.sig };
     out.extend(postcard::to_stdvec(&v).expect("serializing to a Vec cannot fail"));
     out
 }
 
-fn decode(key: &str, bytes: &[u8]) -> Result<Entry, StoreError> {
+fn decode(key: &str, bytes: &[u8]) -> Result<Loaded, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt { key: key.to_owned(), reason };
+    let key = key.to_owned();
     match bytes.split_first() {
-        Some((&FORMAT_V1, rest)) => {
+        Some((&FORMAT_V2, rest)) => {
             let v: StoredValue = postcard::from_bytes(rest).map_err(|e| corrupt(e.to_string()))?;
-            Ok(Entry { key: key.to_owned(), stamp: v.stamp, record: v.record })
+            Ok(Loaded::Signed(Entry { key, stamp: v.stamp, record: v.record, sig: v.sig }))
+        }
+        Some((&FORMAT_V1, rest)) => {
+            let v: StoredValueV1 = postcard::from_bytes(rest).map_err(|e| corrupt(e.to_string()))?;
+            Ok(Loaded::Unsigned(Entry { key, stamp: v.stamp, record: v.record, sig: Signature([0; 64]) }))
         }
         Some((v, _)) => Err(corrupt(format!("unknown format {v}"))),
         None => Err(corrupt("empty value".into())),
     }
 }
 
+/// A logged entry as the first version wrote it.
+#[derive(Deserialize)]
+struct LoggedV1 {
+    key: String,
+    stamp: Stamp,
+    record: Option<Arc<PeerRecord>>,
+}
+
 fn encode_log(e: &Entry) -> Vec<u8> {
-    let mut out = vec![FORMAT_V1];
+    let mut out = vec![FORMAT_V2];
     out.extend(postcard::to_stdvec(e).expect("serializing to a Vec cannot fail"));
     out
 }
 
-fn decode_log(seq: u64, bytes: &[u8]) -> Result<Entry, StoreError> {
+fn decode_log(seq: u64, bytes: &[u8]) -> Result<Loaded, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt { key: format!("log #{seq}"), reason };
     match bytes.split_first() {
-        Some((&FORMAT_V1, rest)) => postcard::from_bytes(rest).map_err(|e| corrupt(e.to_string())),
+        Some((&FORMAT_V2, rest)) => {
+            postcard::from_bytes(rest).map(Loaded::Signed).map_err(|e| corrupt(e.to_string()))
+        }
+        Some((&FORMAT_V1, rest)) => {
+            let v: LoggedV1 = postcard::from_bytes(rest).map_err(|e| corrupt(e.to_string()))?;
+            Ok(Loaded::Unsigned(Entry {
+                key: v.key,
+                stamp: v.stamp,
+                record: v.record,
+                sig: Signature([0; 64]),
+            }))
+        }
         Some((v, _)) => Err(corrupt(format!("unknown format {v}"))),
         None => Err(corrupt("empty value".into())),
     }
@@ -110,7 +155,7 @@ impl Store {
     pub fn open(
         dir: &Path,
         capacity: usize,
-        mut load: impl FnMut(Entry),
+        mut load: impl FnMut(Loaded),
     ) -> Result<(Store, mpsc::Receiver<StoreEvent>), StoreError> {
         ensure_dir(dir)?;
         let db =
@@ -271,8 +316,13 @@ impl Writer {
         let mut table = txn.open_table(ENTRIES).map_err(db_err)?;
         for row in log.iter().map_err(db_err)? {
             let (k, v) = row.map_err(db_err)?;
-            let e = decode_log(k.value(), v.value())?;
-            table.insert(e.key.as_str(), encode(&e).as_slice()).map_err(db_err)?;
+            match decode_log(k.value(), v.value())? {
+                Loaded::Signed(e) => {
+                    table.insert(e.key.as_str(), encode(&e).as_slice()).map_err(db_err)?;
+                }
+                // Left to the node's start-up migration, which rewrites or deletes it.
+                Loaded::Unsigned(_) => {}
+            }
         }
         log.retain(|_, _| false).map_err(db_err)?;
         Ok(())
@@ -282,7 +332,15 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{NodeId, Table, TableConfig};
+    use crate::core::sign::Signer;
+    use crate::core::{Table, TableConfig};
+
+    fn signed(e: Loaded) -> Entry {
+        match e {
+            Loaded::Signed(e) => e,
+            Loaded::Unsigned(e) => panic!("this version stores entries signed: {e:?}"),
+        }
+    }
 
     fn record() -> PeerRecord {
         PeerRecord {
@@ -301,7 +359,7 @@ mod tests {
     #[tokio::test]
     async fn committed_entries_and_deletes_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let mut t = Table::new(NodeId([1; 32]), TableConfig::default());
+        let mut t = Table::for_tests(1);
         let a = t.put("a".into(), record(), 1000);
         let b = t.put("b".into(), record(), 1000);
         let tomb = t.remove("b", 1001).unwrap();
@@ -319,10 +377,14 @@ mod tests {
             store.close().await;
         }
         let mut loaded = Vec::new();
-        let _store = Store::open(dir.path(), 8, |e| loaded.push(e)).unwrap();
+        let _store = Store::open(dir.path(), 8, |e| match e {
+            Loaded::Signed(e) => loaded.push(e),
+            Loaded::Unsigned(e) => panic!("this version stores entries signed: {e:?}"),
+        })
+        .unwrap();
         loaded.sort_by(|x, y| x.key.cmp(&y.key));
         assert_eq!(loaded, vec![a, tomb]);
-        let reloaded = Table::load(NodeId([1; 32]), TableConfig::default(), loaded);
+        let reloaded = Table::load(Signer::from_secret([1; 32]), "test", TableConfig::default(), loaded);
         assert_eq!(reloaded.root(), t.root());
     }
 
@@ -331,7 +393,7 @@ mod tests {
     #[tokio::test]
     async fn logged_and_folded_writes_reload_as_the_newest_per_key() {
         let dir = tempfile::tempdir().unwrap();
-        let mut t = Table::new(NodeId([1; 32]), TableConfig::default());
+        let mut t = Table::for_tests(1);
         let total = LOG_FOLD_AT as usize + 500; // folds once, then leaves 500+ in the log
         {
             let (mut store, mut events) = Store::open(dir.path(), 64, |_| {}).unwrap();
@@ -356,11 +418,52 @@ mod tests {
             submit(vec![t.put("after-delete".into(), record(), 60_000)], vec![]);
             store.close().await;
         }
-        let mut loaded = Table::new(NodeId([1; 32]), TableConfig::default());
-        let _store = Store::open(dir.path(), 8, |e| loaded.load_entry(e)).unwrap();
+        let mut loaded = Table::for_tests(1);
+        let _store = Store::open(dir.path(), 8, |e| loaded.load_entry(signed(e))).unwrap();
         assert_eq!(loaded.len_with_tombstones(), t.len_with_tombstones());
         assert_eq!(loaded.root(), t.root(), "same keys and stamps as the live table");
         assert!(loaded.entry("k7").is_none(), "the delete was not undone by the log");
+    }
+
+    /// A data dir written before entries were signed (format 1, in the table and in the log)
+    /// still loads: its entries come back as unsigned, for the node to re-sign or drop.
+    #[test]
+    fn entries_of_the_unsigned_format_load_as_unsigned() {
+        #[derive(Serialize)]
+        struct V1<'a> {
+            stamp: Stamp,
+            record: &'a Option<Arc<PeerRecord>>,
+        }
+        #[derive(Serialize)]
+        struct LogV1<'a> {
+            key: &'a str,
+            stamp: Stamp,
+            record: &'a Option<Arc<PeerRecord>>,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = Table::for_tests(1);
+        let (a, b) = (t.put("a".into(), record(), 1000), t.put("b".into(), record(), 1001));
+        {
+            let db = Database::create(dir.path().join(TABLE_FILE)).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut entries = txn.open_table(ENTRIES).unwrap();
+                let mut bytes = vec![FORMAT_V1];
+                bytes.extend(postcard::to_stdvec(&V1 { stamp: a.stamp, record: &a.record }).unwrap());
+                entries.insert("a", bytes.as_slice()).unwrap();
+                let mut log = txn.open_table(LOG).unwrap();
+                let mut bytes = vec![FORMAT_V1];
+                bytes.extend(
+                    postcard::to_stdvec(&LogV1 { key: "b", stamp: b.stamp, record: &b.record }).unwrap(),
+                );
+                log.insert(0, bytes.as_slice()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let mut loaded = Vec::new();
+        let _store = Store::open(dir.path(), 8, |e| loaded.push(e)).unwrap();
+        let unsigned = |e: &Entry| Loaded::Unsigned(Entry { sig: Signature([0; 64]), ..e.clone() });
+        assert_eq!(loaded, vec![unsigned(&a), unsigned(&b)]);
     }
 
     #[test]

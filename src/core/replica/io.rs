@@ -56,6 +56,8 @@ pub enum WriteError {
     Invalid(#[from] RecordError),
     #[error("the node's own record is managed by the node itself")]
     OwnRecord,
+    #[error("key {0:?} is another node's peer id: only that node may write its record")]
+    NotOwner(String),
     #[error("the write could not be made durable: {0}")]
     NotDurable(String),
 }

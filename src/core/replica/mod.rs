@@ -24,6 +24,7 @@ use serde::Serialize;
 
 use crate::core::delta::{batch_deltas, decode_delta};
 use crate::core::record::{validate_key, PeerFields, PeerRecord, MAX_ADDRS};
+use crate::core::sign::owner_of_key;
 use crate::core::sync::{respond, SyncResponse};
 use crate::core::{Entry, Table};
 
@@ -277,6 +278,10 @@ impl<T: Types> Replica<T> {
         if op.key() == self.config.own_key {
             return Err(WriteError::OwnRecord);
         }
+        if owner_of_key(op.key()).is_some() {
+            // Another node's own record: only that node may write it.
+            return Err(WriteError::NotOwner(op.key().to_owned()));
+        }
         let entry = match op {
             WriteOp::Add { key, fields } => {
                 if self.table.get(&key).is_some() {
@@ -376,17 +381,15 @@ impl<T: Types> Replica<T> {
         }
     }
 
-    /// Judges a gossip message as a whole: every entry must be valid before any is merged.
+    /// Judges a gossip message as a whole: every entry must be valid (signed by its writer, the
+    /// writer owning the key if it is a peer id, within limits and skew) before any is merged.
     fn on_gossip(&mut self, from: T::Peer, id: T::Gossip, data: &[u8], now_ms: u64) {
-        let valid = decode_delta(data)
-            .ok()
-            .filter(|entries| entries.iter().all(|e| self.table.check(e, now_ms).is_ok()));
-        let Some(entries) = valid else {
+        let merged = decode_delta(data).ok().and_then(|entries| self.table.merge_delta(entries, now_ms).ok());
+        let Some(changed) = merged else {
             self.out.push(Output::GossipVerdict { id, verdict: Verdict::Reject });
             self.strike(from, now_ms);
             return;
         };
-        let (changed, _) = self.table.merge_all(entries, now_ms);
         if changed.is_empty() {
             self.out.push(Output::GossipVerdict { id, verdict: Verdict::Ignore });
             return;

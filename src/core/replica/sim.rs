@@ -13,8 +13,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::core::delta::entry_size;
+use crate::core::sign::Signer;
 use crate::core::sync::{SyncRequest, SyncResponse};
-use crate::core::{Entry, NodeId, PeerFields, Table, TableConfig};
+use crate::core::{Entry, PeerFields, Table, TableConfig};
 
 use super::{Input, Output, Replica, ReplicaConfig, RequestId, Seq, Timer, Types, Verdict, WriteOp};
 
@@ -306,7 +307,7 @@ impl World {
     /// Starts (or restarts) replica `i` from what its store holds.
     fn boot(&mut self, i: usize) {
         let node = &mut self.nodes[i];
-        let table = Table::load(node_id(i), TableConfig::default(), node.store.values().cloned());
+        let table = Table::load(signer(i), "sim", TableConfig::default(), node.store.values().cloned());
         let config = ReplicaConfig {
             own_key: format!("replica-{i}"),
             name: format!("replica-{i}"),
@@ -642,10 +643,11 @@ impl World {
     }
 }
 
-fn node_id(i: usize) -> NodeId {
-    let mut id = [0u8; 32];
-    id[..8].copy_from_slice(&(i as u64).to_be_bytes());
-    NodeId(id)
+/// Replica `i`'s signing key, derived from its number.
+fn signer(i: usize) -> Signer {
+    let mut secret = [0u8; 32];
+    secret[..8].copy_from_slice(&(i as u64).to_be_bytes());
+    Signer::from_secret(secret)
 }
 
 /// Roughly what a message weighs on the wire.

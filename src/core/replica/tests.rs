@@ -4,7 +4,6 @@ use super::sim::{run, Sim, SimConfig, SimError};
 use super::*;
 use crate::core::delta::encode_delta;
 use crate::core::sync::{SyncRequest, SyncResponse};
-use crate::core::{NodeId, TableConfig};
 
 const NOW_US: i64 = 1_800_000_000_000_000;
 
@@ -18,7 +17,7 @@ fn replica(id: u8) -> Replica<Sim> {
         max_in_flight: 4,
         seed: 1,
     };
-    Replica::new(config, Table::new(NodeId([id; 32]), TableConfig::default()))
+    Replica::new(config, Table::for_tests(id))
 }
 
 fn add(key: &str, name: &str) -> WriteOp {

@@ -1,0 +1,154 @@
+//! Signed entries: every entry carries an ed25519 signature by its writer (the key in its stamp)
+//! over a canonical encoding of (network id, key, value or tombstone, stamp), and a key that is a
+//! libp2p peer id may only be written by that peer.
+
+use std::fmt;
+
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::clock::{NodeId, Stamp};
+use super::record::PeerRecord;
+
+/// Domain separation: a signature over an entry can never be mistaken for one over anything else.
+const ENTRY_DOMAIN: &[u8] = b"udht entry v1\0";
+/// A libp2p peer id of an ed25519 key, before base58: identity multihash (0x00, 36 bytes) of the
+/// protobuf public key (type Ed25519 = 1, 32 bytes of key).
+const PEER_ID_PREFIX: [u8; 6] = [0x00, 0x24, 0x08, 0x01, 0x12, 0x20];
+
+/// An ed25519 signature.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Signature(pub [u8; 64]);
+
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sig:")?;
+        self.0[..6].iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl Serialize for Signature {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serde_bytes::Bytes::new(&self.0).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Signature {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes = serde_bytes::ByteBuf::deserialize(d)?;
+        let array: [u8; 64] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| serde::de::Error::invalid_length(bytes.len(), &"64 bytes"))?;
+        Ok(Signature(array))
+    }
+}
+
+/// The canonical bytes a writer signs. Length-prefixed fields, the record in postcard (its field
+/// order is fixed and `ports` is ordered), the stamp in its fixed-size form.
+pub fn entry_message(network_id: &str, key: &str, record: Option<&PeerRecord>, stamp: &Stamp) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ENTRY_DOMAIN.len() + network_id.len() + key.len() + 256);
+    out.extend_from_slice(ENTRY_DOMAIN);
+    for field in [network_id.as_bytes(), key.as_bytes()] {
+        out.extend_from_slice(&(field.len() as u32).to_be_bytes());
+        out.extend_from_slice(field);
+    }
+    match record {
+        None => out.push(0),
+        Some(r) => {
+            out.push(1);
+            let body = postcard::to_stdvec(r).expect("a record always serializes");
+            out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            out.extend_from_slice(&body);
+        }
+    }
+    out.extend_from_slice(&stamp.to_bytes());
+    out
+}
+
+/// A node's signing key.
+#[derive(Clone)]
+pub struct Signer {
+    key: SigningKey,
+    node: NodeId,
+}
+
+impl fmt::Debug for Signer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Signer({:?})", self.node)
+    }
+}
+
+impl Signer {
+    /// From the 32-byte ed25519 secret (libp2p's keypair holds the same).
+    pub fn from_secret(secret: [u8; 32]) -> Self {
+        let key = SigningKey::from_bytes(&secret);
+        let node = NodeId(key.verifying_key().to_bytes());
+        Signer { key, node }
+    }
+
+    /// The writer id: the public key.
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
+    pub fn sign(&self, message: &[u8]) -> Signature {
+        Signature(self.key.sign(message).to_bytes())
+    }
+}
+
+/// Whether `sig` is `node`'s signature over `message`.
+pub fn verify(node: &NodeId, message: &[u8], sig: &Signature) -> bool {
+    let Ok(key) = VerifyingKey::from_bytes(&node.0) else { return false };
+    key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&sig.0)).is_ok()
+}
+
+/// Verifies many signatures at once (about twice as fast as one by one); the result says which
+/// are valid. A batch that fails is checked one by one to find the bad ones.
+pub fn verify_all(items: &[(NodeId, Vec<u8>, Signature)]) -> Vec<bool> {
+    let keys: Option<Vec<VerifyingKey>> =
+        items.iter().map(|(n, _, _)| VerifyingKey::from_bytes(&n.0).ok()).collect();
+    if let Some(keys) = keys {
+        let messages: Vec<&[u8]> = items.iter().map(|(_, m, _)| m.as_slice()).collect();
+        let sigs: Vec<ed25519_dalek::Signature> =
+            items.iter().map(|(_, _, s)| ed25519_dalek::Signature::from_bytes(&s.0)).collect();
+        if ed25519_dalek::verify_batch(&messages, &sigs, &keys).is_ok() {
+            return vec![true; items.len()];
+        }
+    }
+    items.iter().map(|(n, m, s)| verify(n, m, s)).collect()
+}
+
+/// The writer a key belongs to, if the key is a libp2p peer id of an ed25519 key: such a key (a
+/// node's own record) may only be written by that node.
+pub fn owner_of_key(key: &str) -> Option<NodeId> {
+    // A base58 ed25519 peer id is 52 characters ("12D3KooW..."); skip the decode for other keys.
+    if key.len() != 52 || !key.starts_with("12D3KooW") {
+        return None;
+    }
+    let bytes = bs58::decode(key).into_vec().ok()?;
+    let rest = bytes.strip_prefix(&PEER_ID_PREFIX[..])?;
+    Some(NodeId(rest.try_into().ok()?))
+}
+
+/// The peer id (text) of a writer: the key under which its own record lives.
+pub fn peer_id_of(node: &NodeId) -> String {
+    let mut bytes = PEER_ID_PREFIX.to_vec();
+    bytes.extend_from_slice(&node.0);
+    bs58::encode(bytes).into_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_ids_round_trip_and_other_keys_have_no_owner() {
+        let s = Signer::from_secret([7; 32]);
+        let id = peer_id_of(&s.node());
+        assert!(id.starts_with("12D3KooW") && id.len() == 52, "{id}");
+        assert_eq!(owner_of_key(&id), Some(s.node()));
+        assert_eq!(owner_of_key("10.0.0.1"), None);
+        assert_eq!(owner_of_key("12D3KooWnotbase58lllllllllllllllllllllllllllllllllll"), None);
+    }
+}
