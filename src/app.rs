@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use crate::core::replica::{ReplicaConfig, DEFAULT_MAX_IN_FLIGHT};
 use crate::core::{Entry, Table, TableConfig};
 use crate::manager::{self, ManagerConfig, ManagerError};
-use crate::net::{self, Multiaddr, NetConfig, NetError, Network};
+use crate::net::{self, Multiaddr, NetConfig, NetError, Network, Psk};
 use crate::node::{self, NodeError, NodeHandle, Parts};
 use crate::store::{self, Job, Loaded, Store, StoreError, StoreEvent};
 
@@ -55,6 +55,8 @@ pub struct NodeConfig {
     pub target_peers: usize,
     /// Commits waiting for the store at most; writes (local and remote) pause beyond it.
     pub max_in_flight: usize,
+    /// A private network's key (`--psk`): only nodes holding it can connect.
+    pub psk: Option<Psk>,
 }
 
 impl NodeConfig {
@@ -75,6 +77,7 @@ impl NodeConfig {
             network_id: DEFAULT_NETWORK_ID.to_owned(),
             target_peers: DEFAULT_TARGET_PEERS,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            psk: None,
         }
     }
 }
@@ -134,7 +137,8 @@ impl RunningNode {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (handle, task) = node::spawn(parts, shutdown_rx.clone());
         let manager = tokio::spawn(manager::serve(listener, handle.clone(), config.manager, shutdown_rx));
-        tracing::info!(%peer_id, manager = %manager_addr, records, "node started");
+        let private = config.psk.as_ref().map(Psk::fingerprint);
+        tracing::info!(%peer_id, manager = %manager_addr, records, ?private, "node started");
         Ok(RunningNode { handle, manager_addr, peer_id, shutdown, task, manager })
     }
 
@@ -189,6 +193,7 @@ fn net_config(config: &NodeConfig) -> NetConfig {
         announce: config.announce.clone(),
         network_id: config.network_id.clone(),
         target_peers: config.target_peers,
+        psk: config.psk.clone(),
     }
 }
 

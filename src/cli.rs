@@ -12,7 +12,8 @@ use crate::app::{NodeConfig, RunningNode};
 use crate::manager::client::Client;
 use crate::manager::protocol::PeerData;
 use crate::manager::DEFAULT_PORT;
-use crate::net::{parse_multiaddr, Multiaddr};
+use crate::net::{parse_multiaddr, Multiaddr, Psk};
+use crate::store;
 
 /// How long `ctl` waits to connect and for a reply.
 const CTL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -51,6 +52,10 @@ pub struct Cli {
     /// How long a removal's tombstone is kept (longer than any partition should last), e.g. 7d.
     #[arg(long, env = "UDHT_TOMBSTONE_GRACE", default_value = "7d", value_parser = duration)]
     pub tombstone_grace: Duration,
+    /// A private network's key file (libp2p swarm-key format; `udht-node keygen-psk FILE` makes
+    /// one): only nodes with the same key can connect.
+    #[arg(long, env = "UDHT_PSK", global = true)]
+    pub psk: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -62,6 +67,9 @@ pub enum Command {
         #[command(subcommand)]
         action: CtlAction,
     },
+    /// Write a new private network key to FILE (mode 0600; an existing file is never replaced).
+    /// Give every node of the network the same file with --psk.
+    KeygenPsk { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,6 +158,11 @@ impl Cli {
         c.sync_interval = self.sync_interval;
         c.table.max_skew = self.max_clock_skew;
         c.table.tombstone_grace = self.tombstone_grace;
+        if let Some(path) = &self.psk {
+            let text = store::read_key_file(path).map_err(|e| format!("--psk: {e}"))?;
+            let psk = text.parse::<Psk>().map_err(|e| format!("--psk {}: {e}", path.display()))?;
+            c.psk = Some(psk);
+        }
         Ok(c)
     }
 }
@@ -173,6 +186,7 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     match &cli.command {
         Some(Command::Ctl { action }) => runtime.block_on(ctl(manager, action)),
+        Some(Command::KeygenPsk { file }) => keygen_psk(file),
         None => runtime.block_on(run_node(&cli)),
     }
 }
@@ -214,6 +228,20 @@ async fn run_node(cli: &Cli) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("udht-node: stopped: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn keygen_psk(file: &std::path::Path) -> ExitCode {
+    let psk = Psk::generate();
+    match store::create_key_file(file, psk.to_key_file().as_bytes()) {
+        Ok(()) => {
+            println!("wrote a private network key to {} (fingerprint {})", file.display(), psk.fingerprint());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("udht-node keygen-psk: {e}");
             ExitCode::FAILURE
         }
     }

@@ -53,6 +53,11 @@ wait_healthy() {
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
   "$ROOT/simulations/docker/build.sh"
 fi
+# The private network's key, shared by every node (never overwritten once written).
+KEY="$ROOT/simulations/docker/swarm.key"
+if [ ! -f "$KEY" ]; then
+  "$ROOT/target/x86_64-unknown-linux-gnu/release/udht-node" keygen-psk "$KEY" >&2
+fi
 log "starting ${NODES[*]}"
 dc up -d "${NODES[@]}"
 wait_healthy

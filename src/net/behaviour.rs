@@ -2,12 +2,16 @@
 
 use std::time::Duration;
 
+use either::Either;
+use libp2p::core::upgrade::Version;
+use libp2p::core::Transport as _;
 use libp2p::gossipsub::{
     self, IdentTopic, MessageAuthenticity, PeerScoreParams, PeerScoreThresholds, TopicScoreParams,
     ValidationMode,
 };
 use libp2p::identity::Keypair;
 use libp2p::kad::{self, store::MemoryStore};
+use libp2p::pnet::PnetConfig;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
@@ -18,7 +22,7 @@ use xxhash_rust::xxh3::xxh3_128;
 
 use super::addr::NetError;
 use super::codec::SyncCodec;
-use super::config::NetConfig;
+use super::config::{NetConfig, Psk};
 use crate::core::delta::MAX_DELTA_BYTES;
 
 /// Connections stay open this long without traffic: long, since gossip needs standing
@@ -149,9 +153,25 @@ pub fn build_swarm(
     protocols: &Protocols,
 ) -> Result<Swarm<Behaviour>, NetError> {
     let hide_listen_addrs = !config.announce.is_empty();
+    let psk = config.psk.clone();
     let swarm = SwarmBuilder::with_existing_identity(key)
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .with_other_transport(|key| {
+            // With a pre-shared key, every connection first proves it (libp2p pnet), before noise:
+            // a peer without the key learns nothing and sends nothing that is read.
+            let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
+            let base = match psk {
+                Some(Psk(psk)) => {
+                    Either::Left(tcp.and_then(move |socket, _| PnetConfig::new(psk).handshake(socket)))
+                }
+                None => Either::Right(tcp),
+            };
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                base.upgrade(Version::V1Lazy)
+                    .authenticate(noise::Config::new(key)?)
+                    .multiplex(yamux::Config::default()),
+            )
+        })
         .map_err(|e| NetError::Config(format!("transport: {e}")))?
         .with_dns()
         .map_err(|e| NetError::Config(format!("dns: {e}")))?

@@ -46,6 +46,30 @@ pub fn load_or_create_identity(dir: &Path, create: impl FnOnce() -> Vec<u8>) -> 
     }
 }
 
+/// Reads a small secret file the operator gave (e.g. a private network's key).
+pub fn read_key_file(path: &Path) -> Result<String, StoreError> {
+    let err = |reason: String| StoreError::Identity { path: path.to_owned(), reason };
+    let mut text = String::new();
+    File::open(path)
+        .and_then(|f| f.take(MAX_IDENTITY_BYTES).read_to_string(&mut text))
+        .map_err(|e| err(e.to_string()))?;
+    Ok(text)
+}
+
+/// Writes a new secret file (mode 0600, fsynced); refuses to replace an existing one, so a key
+/// in use is never overwritten by mistake.
+pub fn create_key_file(path: &Path, contents: &[u8]) -> Result<(), StoreError> {
+    let err = |reason: String| StoreError::Identity { path: path.to_owned(), reason };
+    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            err("already exists; not overwriting a key".into())
+        } else {
+            err(e.to_string())
+        }
+    })?;
+    f.write_all(contents).and_then(|_| f.sync_all()).map_err(|e| err(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
@@ -60,5 +84,16 @@ mod tests {
         assert_eq!(first, again);
         let mode = std::fs::metadata(dir.path().join(IDENTITY_FILE)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_key_file_is_created_private_once_and_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("swarm.key");
+        create_key_file(&path, b"secret").unwrap();
+        assert_eq!(read_key_file(&path).unwrap(), "secret");
+        let again = create_key_file(&path, b"other").unwrap_err().to_string();
+        assert!(again.contains("already exists") && again.contains("swarm.key"), "{again}");
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     }
 }

@@ -21,7 +21,7 @@ use crate::core::{Entry, PeerRecord, Stamp};
 
 pub use error::StoreError;
 use error::{db_err, ensure_dir};
-pub use identity::load_or_create_identity;
+pub use identity::{create_key_file, load_or_create_identity, read_key_file};
 
 /// The table's file inside the data dir.
 pub const TABLE_FILE: &str = "table.redb";
