@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::core::replica::{ReplicaConfig, DEFAULT_MAX_IN_FLIGHT};
+use crate::core::replica::{ReplicaConfig, DEFAULT_MAX_IN_FLIGHT, DEFAULT_PEER_ENTRY_RATE};
 use crate::core::{Entry, Table, TableConfig};
 use crate::manager::{self, ManagerConfig, ManagerError};
 use crate::net::{self, Multiaddr, NetConfig, NetError, Network, Psk};
@@ -57,6 +57,8 @@ pub struct NodeConfig {
     pub max_in_flight: usize,
     /// A private network's key (`--psk`): only nodes holding it can connect.
     pub psk: Option<Psk>,
+    /// Unsolicited entries (gossip, pushes) one peer may send per second.
+    pub peer_entry_rate: u32,
 }
 
 impl NodeConfig {
@@ -78,6 +80,7 @@ impl NodeConfig {
             target_peers: DEFAULT_TARGET_PEERS,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             psk: None,
+            peer_entry_rate: DEFAULT_PEER_ENTRY_RATE,
         }
     }
 }
@@ -205,6 +208,7 @@ fn replica_config(config: &NodeConfig, peer_id: &str) -> ReplicaConfig {
         refresh_interval_ms: config.refresh_interval.as_millis() as u64,
         gc_interval_ms: config.gc_interval.as_millis() as u64,
         max_in_flight: config.max_in_flight.max(1),
+        peer_entry_rate: config.peer_entry_rate,
         seed: rand::random(),
     }
 }

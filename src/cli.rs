@@ -52,6 +52,12 @@ pub struct Cli {
     /// How long a removal's tombstone is kept (longer than any partition should last), e.g. 7d.
     #[arg(long, env = "UDHT_TOMBSTONE_GRACE", default_value = "7d", value_parser = duration)]
     pub tombstone_grace: Duration,
+    /// Most keys one writer's entries may hold in the table (a flooding member stops there).
+    #[arg(long, env = "UDHT_MAX_KEYS_PER_WRITER", default_value_t = crate::core::table::DEFAULT_MAX_KEYS_PER_WRITER)]
+    pub max_keys_per_writer: usize,
+    /// Unsolicited entries (gossip, pushes) one peer may send per second (twice that in a burst).
+    #[arg(long, env = "UDHT_PEER_ENTRY_RATE", default_value_t = crate::core::replica::DEFAULT_PEER_ENTRY_RATE)]
+    pub peer_entry_rate: u32,
     /// A private network's key file (libp2p swarm-key format; `udht-node keygen-psk FILE` makes
     /// one): only nodes with the same key can connect.
     #[arg(long, env = "UDHT_PSK", global = true)]
@@ -158,6 +164,8 @@ impl Cli {
         c.sync_interval = self.sync_interval;
         c.table.max_skew = self.max_clock_skew;
         c.table.tombstone_grace = self.tombstone_grace;
+        c.table.max_keys_per_writer = self.max_keys_per_writer;
+        c.peer_entry_rate = self.peer_entry_rate;
         if let Some(path) = &self.psk {
             let text = store::read_key_file(path).map_err(|e| format!("--psk: {e}"))?;
             let psk = text.parse::<Psk>().map_err(|e| format!("--psk {}: {e}", path.display()))?;

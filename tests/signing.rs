@@ -119,3 +119,23 @@ fn entries_stored_unsigned_are_resigned_if_ours_and_dropped_if_not() {
     let mut reader = table(3);
     assert_eq!(reader.merge(rewrite[0].clone(), NOW), Ok(true));
 }
+
+#[test]
+fn a_writer_at_its_key_cap_takes_no_new_keys_and_its_relay_is_not_blamed() {
+    let config = TableConfig { max_keys_per_writer: 3, ..TableConfig::default() };
+    let mut flooder = Table::new(Signer::from_secret([5; 32]), "test", TableConfig::default());
+    let mut reader = Table::new(Signer::from_secret([6; 32]), "test", config);
+    let entries: Vec<Entry> =
+        (0..5).map(|i| flooder.put(format!("f{i}"), record("f", "198.18.0.5"), NOW)).collect();
+    let (changed, refused) = reader.merge_all(entries.clone(), NOW);
+    assert_eq!((changed.len(), refused), (3, 0), "capped, and not held against the sender");
+    assert_eq!(reader.stats().rejected_writer_cap, 2);
+    // A newer write of a key the writer already holds still goes through.
+    let update = flooder.put("f0".into(), record("f2", "198.18.0.5"), NOW + 1);
+    assert_eq!(reader.merge(update, NOW), Ok(true));
+    // Other writers are not affected.
+    let mut other = table(7);
+    assert_eq!(reader.merge(other.put("o".into(), record("o", "198.18.0.7"), NOW), NOW), Ok(true));
+    // Local writes have the same cap.
+    assert!(!reader.has_room(&reader.writer(), "new") || reader.len() < 100);
+}

@@ -9,7 +9,7 @@ use crdts::{CvRDT, LWWReg};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
-use super::clock::{ClockError, Hlc, Stamp};
+use super::clock::{ClockError, Hlc, NodeId, Stamp};
 use super::record::{validate_key, PeerRecord, RecordError};
 use super::sign::{entry_message, owner_of_key, verify, verify_all, Signature, Signer};
 
@@ -64,11 +64,22 @@ impl Entry {
 pub struct TableConfig {
     pub tombstone_grace: Duration,
     pub max_skew: Duration,
+    /// Most keys (records and tombstones) whose newest entry one writer may hold: a member
+    /// flooding new keys cannot grow every table and disk without bound.
+    pub max_keys_per_writer: usize,
 }
+
+/// Generous: a hundred times a large network's node count, and ten times the 100k-record tables
+/// the benchmarks load from one writer.
+pub const DEFAULT_MAX_KEYS_PER_WRITER: usize = 1_000_000;
 
 impl Default for TableConfig {
     fn default() -> Self {
-        TableConfig { tombstone_grace: DEFAULT_TOMBSTONE_GRACE, max_skew: DEFAULT_MAX_SKEW }
+        TableConfig {
+            tombstone_grace: DEFAULT_TOMBSTONE_GRACE,
+            max_skew: DEFAULT_MAX_SKEW,
+            max_keys_per_writer: DEFAULT_MAX_KEYS_PER_WRITER,
+        }
     }
 }
 
@@ -85,6 +96,15 @@ pub enum MergeError {
     BadSignature,
     #[error("key {0:?} is a peer id: only that peer may write it")]
     NotOwner(String),
+    #[error("its writer already holds the most keys one writer may ({0})")]
+    WriterFull(usize),
+}
+
+impl MergeError {
+    /// Whether the peer that sent the entry is to blame: a full writer is not the relay's fault.
+    pub fn is_senders_fault(&self) -> bool {
+        !matches!(self, MergeError::WriterFull(_))
+    }
 }
 
 /// Counters of what merges did, for status and tests.
@@ -102,6 +122,8 @@ pub struct TableStats {
     pub rejected_signature: u64,
     /// Remote entries that wrote a peer id's key without being that peer.
     pub rejected_owner: u64,
+    /// Remote entries refused because their writer holds `max_keys_per_writer` keys already.
+    pub rejected_writer_cap: u64,
     /// Tombstones collected after the grace period.
     pub tombstones_collected: u64,
 }
@@ -157,6 +179,9 @@ pub struct Table {
     members: Vec<HashSet<Arc<str>>>,
     /// Number of entries holding a record (not tombstones).
     live: usize,
+    /// How many keys' newest entry each writer holds: what its cap counts.
+    writer_keys: HashMap<NodeId, usize>,
+    max_keys_per_writer: usize,
     hlc: Hlc,
     /// Signs this replica's own writes; its public key is the writer id in their stamps.
     signer: Signer,
@@ -174,6 +199,8 @@ impl Table {
             buckets: vec![0; BUCKETS],
             members: vec![HashSet::new(); BUCKETS],
             live: 0,
+            writer_keys: HashMap::new(),
+            max_keys_per_writer: config.max_keys_per_writer,
             hlc: Hlc::new(signer.node(), config.max_skew),
             signer,
             network_id: Arc::from(network_id),
@@ -319,6 +346,7 @@ impl Table {
             MergeError::Clock(_) => self.stats.rejected_future += 1,
             MergeError::BadSignature => self.stats.rejected_signature += 1,
             MergeError::NotOwner(_) => self.stats.rejected_owner += 1,
+            MergeError::WriterFull(_) => self.stats.rejected_writer_cap += 1,
             MergeError::Record(_) | MergeError::ConflictingStamp => self.stats.rejected_invalid += 1,
         }
     }
@@ -352,10 +380,30 @@ impl Table {
         if !signed {
             return Err(MergeError::BadSignature);
         }
-        if let Some(current) = self.entries.get(entry.key.as_str()) {
+        let current = self.entries.get(entry.key.as_str());
+        if let Some(current) = current {
             current.validate_merge(&entry.register()).map_err(|_| MergeError::ConflictingStamp)?;
         }
+        let newer = current.is_none_or(|c| c.marker < entry.stamp);
+        if newer && !self.has_room(&entry.stamp.node, &entry.key) {
+            return Err(MergeError::WriterFull(self.max_keys_per_writer));
+        }
         Ok(())
+    }
+
+    /// Whether `writer` may take `key`: it holds it already, or holds fewer keys than its cap.
+    pub fn has_room(&self, writer: &NodeId, key: &str) -> bool {
+        let holds = self.entries.get(key).is_some_and(|c| c.marker.node == *writer);
+        holds || self.writer_keys.get(writer).copied().unwrap_or(0) < self.max_keys_per_writer
+    }
+
+    pub fn max_keys_per_writer(&self) -> usize {
+        self.max_keys_per_writer
+    }
+
+    /// This replica's own writer id.
+    pub fn writer(&self) -> NodeId {
+        self.signer.node()
     }
 
     /// Installs a valid remote entry if it is newer; whether it changed the table.
@@ -379,7 +427,7 @@ impl Table {
     }
 
     /// Merges many remote entries, their signatures verified as one batch; returns those that
-    /// changed the table and the number refused.
+    /// changed the table and the number refused through the sender's fault.
     pub fn merge_all(&mut self, entries: Vec<Entry>, now_ms: u64) -> (Vec<Entry>, usize) {
         let signed = self.signatures(&entries);
         let mut changed = Vec::new();
@@ -389,24 +437,40 @@ impl Table {
             match self.merge_with(e, ok, now_ms) {
                 Ok(true) => changed.push(keep),
                 Ok(false) => {}
-                Err(_) => refused += 1,
+                Err(e) if e.is_senders_fault() => refused += 1,
+                Err(_) => {}
             }
         }
         (changed, refused)
     }
 
-    /// Merges a gossip delta as a whole: if any entry is refused, nothing is merged and the first
-    /// refusal is returned (the message is rejected); otherwise the entries that changed the table.
+    /// Merges a gossip delta as a whole: if any entry is refused through the sender's fault,
+    /// nothing is merged and that refusal is returned (the message is rejected). Entries whose
+    /// writer is at its key cap are skipped (counted), the others merged; returns those that
+    /// changed the table.
     pub fn merge_delta(&mut self, entries: Vec<Entry>, now_ms: u64) -> Result<Vec<Entry>, MergeError> {
         let signed = self.signatures(&entries);
+        let mut valid = Vec::with_capacity(entries.len());
         for (e, ok) in entries.iter().zip(&signed) {
-            if let Err(err) = self.validate(e, *ok, now_ms) {
-                self.count(&err);
-                return Err(err);
+            match self.validate(e, *ok, now_ms) {
+                Ok(()) => valid.push(true),
+                Err(err) if !err.is_senders_fault() => {
+                    self.count(&err);
+                    valid.push(false);
+                }
+                Err(err) => {
+                    self.count(&err);
+                    return Err(err);
+                }
             }
         }
         let mut changed = Vec::new();
-        for e in entries {
+        for (e, ok) in entries.into_iter().zip(valid) {
+            // Checked again as entries go in: the delta's own new keys count towards the cap.
+            if !ok || !self.has_room(&e.stamp.node, &e.key) {
+                self.stats.rejected_writer_cap += u64::from(ok);
+                continue;
+            }
             let keep = e.clone();
             if self.apply(e, now_ms) {
                 self.stats.merged += 1;
@@ -427,9 +491,15 @@ impl Table {
             Some(old) => {
                 self.buckets[b] ^= entry_hash(&key, &old.marker) ^ h_new;
                 self.live = self.live - usize::from(old.val.record.is_some()) + usize::from(live_new);
+                let (was, now) = (old.marker.node, reg.marker.node);
                 old.merge(reg);
+                if was != now {
+                    self.count_writer(was, false);
+                    self.count_writer(now, true);
+                }
             }
             None => {
+                self.count_writer(reg.marker.node, true);
                 self.buckets[b] ^= h_new;
                 self.live += usize::from(live_new);
                 let key: Arc<str> = Arc::from(key);
@@ -445,6 +515,19 @@ impl Table {
             self.buckets[b] ^= entry_hash(key, &old.marker);
             self.members[b].remove(key);
             self.live -= usize::from(old.val.record.is_some());
+            self.count_writer(old.marker.node, false);
+        }
+    }
+
+    fn count_writer(&mut self, writer: NodeId, add: bool) {
+        let n = self.writer_keys.entry(writer).or_default();
+        if add {
+            *n += 1;
+        } else {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.writer_keys.remove(&writer);
+            }
         }
     }
 

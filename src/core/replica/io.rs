@@ -58,6 +58,8 @@ pub enum WriteError {
     OwnRecord,
     #[error("key {0:?} is another node's peer id: only that node may write its record")]
     NotOwner(String),
+    #[error("this node already holds the most keys one writer may ({0}); remove some first")]
+    WriterFull(usize),
     #[error("the write could not be made durable: {0}")]
     NotDurable(String),
 }

@@ -11,6 +11,7 @@
 mod antientropy;
 mod guard;
 mod io;
+mod limit;
 #[cfg(any(test, feature = "test-util"))]
 pub mod sim;
 #[cfg(test)]
@@ -25,7 +26,7 @@ use serde::Serialize;
 use crate::core::delta::{batch_deltas, decode_delta};
 use crate::core::record::{validate_key, PeerFields, PeerRecord, MAX_ADDRS};
 use crate::core::sign::owner_of_key;
-use crate::core::sync::{respond, SyncResponse};
+use crate::core::sync::{respond, SyncError, SyncRequest, SyncResponse};
 use crate::core::{Entry, Table};
 
 pub use antientropy::MAX_SYNC_SESSIONS;
@@ -34,12 +35,16 @@ pub use io::{Input, Output, OwnAddress, RequestId, Seq, Timer, Types, Verdict, W
 
 use antientropy::{Advance, AntiEntropy};
 use guard::{Guard, Struck};
+use limit::RateLimit;
 
 /// Local writes are collected this long before they are published as one delta.
 pub const GOSSIP_BATCH_MS: u64 = 2;
 /// A repair this small is also gossiped, so a healed partition spreads at gossip speed; larger
 /// repairs (a join) are left to each node's own anti-entropy rather than flooding the mesh.
 pub const MAX_REGOSSIP_ENTRIES: usize = 256;
+/// Unsolicited entries (gossip, pushes) one peer may send per second, by default; twice as many
+/// in a burst. Generous: a whole busy network's writes, far above any honest relay's share.
+pub const DEFAULT_PEER_ENTRY_RATE: u32 = 10_000;
 /// Commits waiting for the store, by default. The runtime stops feeding writes while this many
 /// are pending, which bounds the store's queues and, through them, memory.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
@@ -56,6 +61,8 @@ pub struct ReplicaConfig {
     pub gc_interval_ms: u64,
     /// Most commits pending at once; see [`DEFAULT_MAX_IN_FLIGHT`].
     pub max_in_flight: usize,
+    /// See [`DEFAULT_PEER_ENTRY_RATE`].
+    pub peer_entry_rate: u32,
     /// Seeds the replica's choices (which peer to sync with, jitter), so a simulation replays.
     pub seed: u64,
 }
@@ -79,6 +86,8 @@ pub struct SyncStats {
     pub own_record_refused: u64,
     /// Commits the store could not make durable (or would not take).
     pub commits_failed: u64,
+    /// Entries refused because their sender was over its rate (dropped gossip, refused pushes).
+    pub rate_limited: u64,
 }
 
 /// What happens when a commit becomes durable.
@@ -111,6 +120,7 @@ pub struct Replica<T: Types> {
     connected: BTreeSet<T::Peer>,
     sessions: AntiEntropy<T::Peer>,
     guard: Guard<T::Peer>,
+    limit: RateLimit<T::Peer>,
     stats: SyncStats,
     out: Vec<Output<T>>,
 }
@@ -120,6 +130,7 @@ impl<T: Types> Replica<T> {
     pub fn new(config: ReplicaConfig, table: Table) -> Self {
         Replica {
             rng: StdRng::seed_from_u64(config.seed),
+            limit: RateLimit::new(config.peer_entry_rate),
             config,
             table,
             own_address: OwnAddress::default(),
@@ -180,8 +191,18 @@ impl<T: Types> Replica<T> {
                 self.connected.remove(&peer);
                 self.sessions.forget(&peer);
                 self.guard.disconnected(&peer);
+                self.limit.forget(&peer);
             }
             Input::Gossip { from, id, data } => self.on_gossip(from, id, &data, now_ms),
+            Input::SyncRequest { from, request: SyncRequest::Push { entries }, responder }
+                if !self.limit.take(from, entries.len(), now_ms) =>
+            {
+                // Not a fault: the pusher's session ends, and what it carried comes by a pull later.
+                self.stats.rate_limited += entries.len() as u64;
+                let reason = "rate limited: too many entries from this peer; try later".to_owned();
+                self.out
+                    .push(Output::RespondSync { to: responder, response: SyncResponse::Refused { reason } });
+            }
             Input::SyncRequest { from, request, responder } => {
                 match respond(&mut self.table, request, now_ms) {
                     Ok((response, changed, refused)) => {
@@ -281,6 +302,9 @@ impl<T: Types> Replica<T> {
         if owner_of_key(op.key()).is_some() {
             // Another node's own record: only that node may write it.
             return Err(WriteError::NotOwner(op.key().to_owned()));
+        }
+        if !self.table.has_room(&self.table.writer(), op.key()) {
+            return Err(WriteError::WriterFull(self.table.max_keys_per_writer()));
         }
         let entry = match op {
             WriteOp::Add { key, fields } => {
@@ -384,7 +408,18 @@ impl<T: Types> Replica<T> {
     /// Judges a gossip message as a whole: every entry must be valid (signed by its writer, the
     /// writer owning the key if it is a peer id, within limits and skew) before any is merged.
     fn on_gossip(&mut self, from: T::Peer, id: T::Gossip, data: &[u8], now_ms: u64) {
-        let merged = decode_delta(data).ok().and_then(|entries| self.table.merge_delta(entries, now_ms).ok());
+        let entries = match decode_delta(data) {
+            Ok(entries) if !self.limit.take(from, entries.len(), now_ms) => {
+                // Over its rate: not forwarded, no penalty (it may be relaying a flood); anti-entropy
+                // fetches what is missing later.
+                self.stats.rate_limited += entries.len() as u64;
+                self.out.push(Output::GossipVerdict { id, verdict: Verdict::Ignore });
+                return;
+            }
+            Ok(entries) => Some(entries),
+            Err(_) => None,
+        };
+        let merged = entries.and_then(|entries| self.table.merge_delta(entries, now_ms).ok());
         let Some(changed) = merged else {
             self.out.push(Output::GossipVerdict { id, verdict: Verdict::Reject });
             self.strike(from, now_ms);
@@ -422,7 +457,10 @@ impl<T: Types> Replica<T> {
             Advance::Failed(error) => {
                 tracing::debug!(?peer, %error, "anti-entropy session failed");
                 self.stats.sessions_failed += 1;
-                self.strike(peer, now_ms);
+                // A refusal (e.g. over its rate limit) is the peer's right, not a fault.
+                if !matches!(error, SyncError::Refused(_)) {
+                    self.strike(peer, now_ms);
+                }
             }
         }
     }

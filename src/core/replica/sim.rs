@@ -315,6 +315,7 @@ impl World {
             refresh_interval_ms: 24 * 3600 * 1000,
             gc_interval_ms: 24 * 3600 * 1000,
             max_in_flight: 64,
+            peer_entry_rate: super::DEFAULT_PEER_ENTRY_RATE,
             seed: self.config.seed ^ ((i as u64) << 32) ^ node.incarnation,
         };
         node.replica = Some(Replica::new(config, table));

@@ -15,6 +15,7 @@ fn replica(id: u8) -> Replica<Sim> {
         refresh_interval_ms: 60_000,
         gc_interval_ms: 3_600_000,
         max_in_flight: 4,
+        peer_entry_rate: 1_000,
         seed: 1,
     };
     Replica::new(config, Table::for_tests(id))
@@ -202,4 +203,64 @@ fn without_anti_entropy_a_lossy_network_is_reported_as_not_converged() {
         Err(e @ SimError::NotConverged { seed: 7, .. }) => assert!(e.to_string().contains("seed 7"), "{e}"),
         other => panic!("expected a non-converged run, got {other:?}"),
     }
+}
+
+#[test]
+fn a_peer_over_its_rate_is_ignored_and_refused_but_not_struck() {
+    let mut writer = replica(2);
+    let entries: Vec<_> = (0..1500)
+        .map(|i| {
+            writer.table.put(
+                format!("k{i}"),
+                PeerRecord::create(PeerFields::default(), NOW_US),
+                1_800_000_000_000,
+            )
+        })
+        .collect();
+    let mut r = replica(1);
+    // The bucket holds two seconds at 1,000/s: 1,500 pass, the next 1,500 do not.
+    let out = handle(
+        &mut r,
+        Input::SyncRequest {
+            from: 2,
+            request: SyncRequest::Push { entries: entries.clone() },
+            responder: (2, 1),
+        },
+    );
+    assert!(
+        matches!(&out[0], Output::RespondSync { response: SyncResponse::Ack { merged: 1500 }, .. }),
+        "{:?}",
+        out[0]
+    );
+    let out = handle(
+        &mut r,
+        Input::SyncRequest {
+            from: 2,
+            request: SyncRequest::Push { entries: entries.clone() },
+            responder: (2, 2),
+        },
+    );
+    assert!(
+        matches!(&out[..], [Output::RespondSync { response: SyncResponse::Refused { .. }, .. }]),
+        "{out:?}"
+    );
+    // 500 tokens are left: a delta of 256 entries passes (stale here: ignored) ...
+    let out = handle(&mut r, Input::Gossip { from: 2, id: (1, 2), data: encode_delta(&entries[..256]) });
+    assert!(matches!(&out[..], [Output::GossipVerdict { verdict: Verdict::Ignore, .. }]), "{out:?}");
+    // ... and a second one of 256 new entries does not: ignored, not merged, not persisted.
+    let fresh: Vec<_> = (0..256)
+        .map(|i| {
+            writer.table.put(
+                format!("n{i}"),
+                PeerRecord::create(PeerFields::default(), NOW_US),
+                1_800_000_000_000,
+            )
+        })
+        .collect();
+    let out = handle(&mut r, Input::Gossip { from: 2, id: (2, 2), data: encode_delta(&fresh) });
+    assert!(matches!(&out[..], [Output::GossipVerdict { verdict: Verdict::Ignore, .. }]), "{out:?}");
+    assert!(r.table().get("n0").is_none());
+    assert_eq!(r.stats().rate_limited, 1500 + 256);
+    assert_eq!(r.stats().peers_banned, 0);
+    assert!(sent_request(&handle(&mut r, Input::PeerConnected(2))).is_some(), "not struck off");
 }
