@@ -27,6 +27,21 @@ fn node(bootstrap: Option<Multiaddr>, cap: Option<usize>) -> impl FnOnce(&mut No
     }
 }
 
+/// Serial gets on one manager connection for `for_how_long`; the latencies, sorted.
+async fn get_latencies(manager: std::net::SocketAddr, for_how_long: Duration) -> Vec<Duration> {
+    let mut c = common::Conn::connect(manager).await;
+    let request = br#"{"message_type": 7, "data": {"peer_ip": "198.18.0.1"}}"#;
+    let (start, mut out) = (Instant::now(), Vec::new());
+    while start.elapsed() < for_how_long {
+        let t = Instant::now();
+        let reply = c.request_json(request).await;
+        out.push(t.elapsed());
+        assert_eq!(reply["result"], "completed", "{reply}");
+    }
+    out.sort();
+    out
+}
+
 fn fields(name: &str) -> PeerFields {
     PeerFields { name: Some(name.into()), ip: Some("198.18.0.8".into()), ..Default::default() }
 }
@@ -42,6 +57,12 @@ async fn a_flooding_writer_is_capped_everywhere_and_honest_writes_still_spread()
     })
     .await;
 
+    // Another client's gets on the victim, idle and then during the flood (figures, not a bound:
+    // timing belongs in benchmarks; the test prints them).
+    assert!(victim.handle.add("198.18.0.1".into(), fields("local")).await.unwrap());
+    let idle = get_latencies(victim.manager_addr, Duration::from_millis(500)).await;
+    let reader = tokio::spawn(get_latencies(victim.manager_addr, Duration::from_millis(700)));
+
     // About 10,000 new keys a second, in concurrent waves of 100.
     let started = Instant::now();
     for wave in 0..FLOOD / 100 {
@@ -50,6 +71,15 @@ async fn a_flooding_writer_is_capped_everywhere_and_honest_writes_still_spread()
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let flood_secs = started.elapsed().as_secs_f64();
+    let flooded = reader.await.unwrap();
+    let percentiles = |v: &[Duration]| (v[v.len() / 2], v[v.len() * 99 / 100]);
+    let ((i50, i99), (f50, f99)) = (percentiles(&idle), percentiles(&flooded));
+    println!(
+        "victim get latency: idle p50 {i50:?} p99 {i99:?} ({} gets); during the flood p50 {f50:?} p99 {f99:?} ({} gets); p50 ratio {:.2}",
+        idle.len(),
+        flooded.len(),
+        f50.as_secs_f64() / i50.as_secs_f64()
+    );
     assert!(honest.handle.add("honest-during-flood".into(), fields("honest")).await.unwrap());
     eventually("the honest write to reach the victim", WAIT, async || {
         victim.handle.get("honest-during-flood")

@@ -362,10 +362,25 @@ impl Table {
     }
 
     /// Which of `entries` carry a valid signature, verified as one batch.
+    /// Entries older than what is held, or identical to it, are never applied, so their
+    /// signatures are not checked (a joiner syncing with several peers pulls many buckets twice);
+    /// they read as valid here and are counted stale when merged.
     fn signatures(&self, entries: &[Entry]) -> Vec<bool> {
-        let items: Vec<_> =
-            entries.iter().map(|e| (e.stamp.node, e.message(&self.network_id), e.sig)).collect();
-        verify_all(&items)
+        let older = |e: &Entry| {
+            self.entries.get(e.key.as_str()).is_some_and(|c| {
+                c.marker > e.stamp || (c.marker == e.stamp && c.val.sig == e.sig && c.val.record == e.record)
+            })
+        };
+        let checked: Vec<usize> = (0..entries.len()).filter(|&i| !older(&entries[i])).collect();
+        let items: Vec<_> = checked
+            .iter()
+            .map(|&i| (entries[i].stamp.node, entries[i].message(&self.network_id), entries[i].sig))
+            .collect();
+        let mut valid = vec![true; entries.len()];
+        for (i, ok) in checked.into_iter().zip(verify_all(&items)) {
+            valid[i] = ok;
+        }
+        valid
     }
 
     fn validate(&self, entry: &Entry, signed: bool, now_ms: u64) -> Result<(), MergeError> {
