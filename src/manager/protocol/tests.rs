@@ -1,0 +1,203 @@
+//! The protocol's unit tests.
+
+use super::*;
+
+/// The request in a frame that must hold one.
+fn request(frame: &[u8]) -> Result<Request, BadRequest> {
+    parse(frame).map(|f| match f {
+        Frame::Request(r) => r,
+        Frame::Close => panic!("a close frame"),
+    })
+}
+
+fn bad(frame: &str) -> BadRequest {
+    request(frame.as_bytes()).unwrap_err()
+}
+
+#[test]
+fn both_revisions_parse_to_the_same_fields() {
+    let r1 =
+        request(br#"{"message_type":3,"data":{"peer_ip":"1.2.3.4","peer_port":"8001","peer_name":"F"}}"#)
+            .unwrap();
+    assert_eq!(
+        r1,
+        Request::Add {
+            key: "1.2.3.4".into(),
+            fields: PeerFields {
+                name: Some("F".into()),
+                ip: Some("1.2.3.4".into()),
+                port: Some("8001".into()),
+                ..Default::default()
+            }
+        }
+    );
+    let r2 = request(
+        br#"{"message_type":3,"data":{"peer_id":"Qm1","name":"F","ip":"1.2.3.4","ports":{"userSync":3003}}}"#,
+    )
+    .unwrap();
+    let Request::Add { key, fields } = r2 else { panic!() };
+    assert_eq!(key, "Qm1");
+    assert_eq!(fields.ports.unwrap()["userSync"], 3003);
+    assert_eq!(fields.peer_id.as_deref(), Some("Qm1"));
+}
+
+#[test]
+fn each_bad_input_names_what_was_wrong() {
+    assert!(bad("{").fatal);
+    assert!(bad("{").error.starts_with("malformed JSON"));
+    assert_eq!(bad("[1]").error, "a request must be a JSON object");
+    assert_eq!(bad("{}").error, "missing field `message_type`");
+    assert!(bad(r#"{"message_type":"3"}"#).error.contains("must be an integer"));
+    assert_eq!(bad(r#"{"message_type":5}"#).error, "message_type 5 is reserved and not implemented");
+    assert_eq!(bad(r#"{"message_type":42}"#).error, "unknown message_type 42");
+    let e = bad(r#"{"message_type":3,"data":{"peer_ip":"1.2.3.4","peer_port":"1"}}"#);
+    assert_eq!((e.action, e.data), (ACTION_ADD, ErrorData::False));
+    assert!(e.error.contains("peer_name"));
+    assert!(bad(r#"{"message_type":7,"data":{"peer_ip":7}}"#).error.contains("must be a string"));
+    assert_eq!(bad(r#"{"message_type":7,"data":{"peer_ip":""}}"#).error, "key is empty");
+    assert!(bad(r#"{"message_type":7}"#).error.contains("missing field `data`"));
+    let long = format!(r#"{{"message_type":6,"data":{{"peer_ip":"1","peer_name":"{}"}}}}"#, "x".repeat(1025));
+    assert!(bad(&long).error.contains("longer than 1024"));
+    assert!(!bad(&long).fatal);
+}
+
+#[test]
+fn non_ascii_is_escaped_like_json_dumps() {
+    assert_eq!(
+        completed(ACTION_GET, &"é😀"),
+        b"{\"action\": \"peer get\", \"result\": \"completed\", \"data\": \"\\u00e9\\ud83d\\ude00\"}\n"
+    );
+    assert_eq!(
+        request(br#"{"message_type":7.0,"data":{"peer_ip":"1"}}"#),
+        Ok(Request::Get { key: "1".into() })
+    );
+    assert_eq!(
+        bad(r#"{"message_type":9223372036854775808}"#).error,
+        "unknown message_type 9223372036854775808"
+    );
+}
+
+fn sent(request: ClientRequest<'_>) -> String {
+    String::from_utf8(request.encode()).unwrap()
+}
+
+#[test]
+fn typed_requests_are_sent_as_the_hand_built_ones_were() {
+    // Each expected string is what `ctl` sent before the requests were typed.
+    let add = PeerData {
+        ip: Some("1.2.3.4".into()),
+        port: Some("8001".into()),
+        name: Some("Felipe Nunes".into()),
+        ports: Some([("userSync".to_string(), 3003), ("fileSync".to_string(), 3004)].into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        sent(ClientRequest::Add(&add)),
+        r#"{"data":{"peer_ip":"1.2.3.4","peer_name":"Felipe Nunes","peer_port":"8001","ports":{"fileSync":3004,"userSync":3003}},"message_type":3}"#
+    );
+    let update =
+        PeerData { peer_id: Some("12D3KooWX".into()), name: Some("Ana".into()), ..Default::default() };
+    assert_eq!(
+        sent(ClientRequest::Update(&update)),
+        r#"{"data":{"peer_id":"12D3KooWX","peer_name":"Ana"},"message_type":6}"#
+    );
+    assert_eq!(sent(ClientRequest::Add(&PeerData::default())), r#"{"data":{},"message_type":3}"#);
+    let both = PeerData {
+        peer_id: Some("Qm1".into()),
+        ip: Some("1.2.3.4".into()),
+        ports: Some([("a".to_string(), 2)].into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        sent(ClientRequest::Update(&both)),
+        r#"{"data":{"peer_id":"Qm1","peer_ip":"1.2.3.4","ports":{"a":2}},"message_type":6}"#
+    );
+    assert_eq!(sent(ClientRequest::Get("101.3.4.2")), r#"{"data":{"peer_id":"101.3.4.2"},"message_type":7}"#);
+    assert_eq!(
+        sent(ClientRequest::Remove("12D3KooWX")),
+        r#"{"data":{"peer_id":"12D3KooWX"},"message_type":4}"#
+    );
+    assert_eq!(sent(ClientRequest::Table { json: true }), r#"{"format":"json","message_type":2}"#);
+    assert_eq!(sent(ClientRequest::Table { json: false }), r#"{"message_type":2}"#);
+    assert_eq!(sent(ClientRequest::Identity), r#"{"message_type":8}"#);
+    assert_eq!(sent(ClientRequest::Status), r#"{"message_type":9}"#);
+    assert_eq!(sent(ClientRequest::Close), r#"{"message_type":1}"#);
+}
+
+#[test]
+fn typed_requests_parse_back_to_what_they_say() {
+    let peer = PeerData {
+        ip: Some("1.2.3.4".into()),
+        port: Some("8001".into()),
+        name: Some("F".into()),
+        ports: Some([("userSync".to_string(), 3003)].into()),
+        ..Default::default()
+    };
+    let fields = PeerFields {
+        name: Some("F".into()),
+        ip: Some("1.2.3.4".into()),
+        port: Some("8001".into()),
+        peer_id: None,
+        ports: Some([("userSync".to_string(), 3003)].into()),
+        addrs: None,
+    };
+    let key = "1.2.3.4".to_string();
+    let back = |r: ClientRequest<'_>| request(&r.encode());
+    assert_eq!(
+        back(ClientRequest::Add(&peer)),
+        Ok(Request::Add { key: key.clone(), fields: fields.clone() })
+    );
+    assert_eq!(back(ClientRequest::Update(&peer)), Ok(Request::Update { key, fields }));
+    let by_id = PeerData { peer_id: Some("Qm1".into()), name: Some("A".into()), ..Default::default() };
+    let Ok(Request::Update { key, fields }) = back(ClientRequest::Update(&by_id)) else { panic!() };
+    assert_eq!((key.as_str(), fields.peer_id.as_deref(), fields.ip), ("Qm1", Some("Qm1"), None));
+    assert_eq!(back(ClientRequest::Get("k")), Ok(Request::Get { key: "k".into() }));
+    assert_eq!(back(ClientRequest::Remove("k")), Ok(Request::Remove { key: "k".into() }));
+    assert_eq!(back(ClientRequest::Table { json: true }), Ok(Request::Table { json: true }));
+    assert_eq!(back(ClientRequest::Table { json: false }), Ok(Request::Table { json: false }));
+    assert_eq!(back(ClientRequest::Identity), Ok(Request::Identity));
+    assert_eq!(back(ClientRequest::Status), Ok(Request::Status));
+    assert_eq!(parse(&ClientRequest::Close.encode()), Ok(Frame::Close));
+}
+
+#[test]
+fn the_fast_get_parse_agrees_with_the_full_parse_or_leaves_the_frame_to_it() {
+    let long = "k".repeat(MAX_STRING_BYTES + 1);
+    let frames = [
+        r#"{"message_type": 7, "data": {"peer_ip": "1.2.3.4"}}"#.to_owned(),
+        r#"{"message_type":7,"data":{"peer_id":"Qm1","peer_ip":"1.2.3.4"}}"#.to_owned(),
+        r#"{"data": {"ip": "1.2.3.4", "x": [1, {"y": 2}]}, "message_type": 7, "z": null}"#.to_owned(),
+        r#"{"message_type": 7, "data": {"peer_id": null, "peer_ip": "a\"b\u00e9"}}"#.to_owned(),
+        r#"{"message_type": 7.0, "data": {"peer_ip": "1"}}"#.to_owned(),
+        r#"{"message_type": 7, "data": {"peer_ip": "1", "peer_ip": "2"}}"#.to_owned(),
+        r#"{"message_type": 7, "data": {"peer_ip": 5}}"#.to_owned(),
+        r#"{"message_type": 7, "data": {"peer_ip": ""}}"#.to_owned(),
+        r#"{"message_type": 7, "data": {}}"#.to_owned(),
+        r#"{"message_type": 7, "data": "x"}"#.to_owned(),
+        r#"{"message_type": 3, "data": {"peer_ip": "1", "peer_name": "n"}}"#.to_owned(),
+        format!(r#"{{"message_type": 7, "data": {{"peer_id": "Qm1", "peer_ip": "{long}"}}}}"#),
+        format!(r#"{{"message_type": 7, "data": {{"peer_ip": "{}"}}}}"#, "k".repeat(300)),
+    ];
+    let mut fast = 0;
+    for f in &frames {
+        let full = parse_tree(f.as_bytes());
+        if let Some(get) = parse_get_fast(f.as_bytes()) {
+            fast += 1;
+            assert_eq!(Ok(Frame::Request(get)), full, "{f}");
+        }
+        assert_eq!(parse(f.as_bytes()), full, "{f}");
+    }
+    assert_eq!(fast, 4, "the well-formed gets take the fast path");
+}
+
+#[test]
+fn replies_are_laid_out_like_the_original() {
+    assert_eq!(
+        completed(ACTION_ADD, &true),
+        b"{\"action\": \"peer add\", \"result\": \"completed\", \"data\": true}\n"
+    );
+    assert_eq!(
+        failed(ACTION_GET, &()),
+        b"{\"action\": \"peer get\", \"result\": \"error\", \"data\": null}\n"
+    );
+}
