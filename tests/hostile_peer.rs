@@ -348,10 +348,7 @@ async fn malformed_sync_requests_are_refused_and_the_victim_keeps_serving() {
         "both undecodable requests, Root, Buckets and Pull were refused: {:?}",
         log.responses
     );
-    assert!(
-        log.responses.iter().any(|r| matches!(r, SyncResponse::Ack { merged: 0, .. })),
-        "the push merged nothing"
-    );
+    assert!(log.responses.contains(&SyncResponse::Ack { merged: 0 }), "the push merged nothing");
     assert!(log.request_failures.is_empty(), "every request was answered: {:?}", log.request_failures);
     assert!(log.victim_requests_answered >= 1, "the victim asked the rogue and got garbage back");
 }

@@ -56,12 +56,8 @@ pub enum SyncResponse {
         entries: Vec<Entry>,
         covered: u32,
     },
-    /// The push was taken. `hashes` are the responder's bucket hashes after it (`BUCKETS` × 16
-    /// bytes), so the initiator pushes next only the buckets that still differ: a joiner filled
-    /// by several peers at once gets each entry about once, not once per peer.
     Ack {
         merged: u32,
-        hashes: ByteBuf,
     },
     Refused {
         reason: String,
@@ -162,8 +158,7 @@ pub fn respond(
                 return Err(SyncError::TooManyEntries(entries.len()));
             }
             let (changed, refused) = table.merge_all(entries, now_ms);
-            let hashes = hashes_bytes(&table.digest().buckets);
-            Ok((SyncResponse::Ack { merged: changed.len() as u32, hashes }, changed, refused))
+            Ok((SyncResponse::Ack { merged: changed.len() as u32 }, changed, refused))
         }
     }
 }
@@ -287,11 +282,7 @@ impl Session {
                 self.to_pull.drain(..covered);
                 self.next_pull(table)
             }
-            (Phase::Pushing, SyncResponse::Ack { hashes, .. }) => {
-                let theirs = parse_hashes(&hashes)?;
-                self.to_push.retain(|&b| theirs[b as usize] != table.bucket_hash(b));
-                self.next_push(table)
-            }
+            (Phase::Pushing, SyncResponse::Ack { .. }) => self.next_push(table),
             (_, other) => {
                 return Err(SyncError::Unexpected(match other {
                     SyncResponse::Root { .. } => "Root",
@@ -415,33 +406,6 @@ mod tests {
         assert_eq!(a.digest(), b.digest());
         assert_eq!(stats.pulled, 20_000);
         assert!(trips > 3, "chunks were bounded ({trips} round trips)");
-    }
-
-    /// The responder's bucket hashes come back with every push, so buckets it got meanwhile from
-    /// other peers (a joiner fed by several at once) are not pushed again.
-    #[test]
-    fn buckets_the_responder_got_elsewhere_are_not_pushed() {
-        let mut a = table(1);
-        let mut b = table(2);
-        for i in 0..20_000 {
-            a.put(format!("key-{i}"), rec("some name long enough to weigh a little"), NOW);
-        }
-        let (mut s, mut req) = Session::start(&a, 0);
-        let mut pushes = 0;
-        loop {
-            if matches!(req, SyncRequest::Push { .. }) {
-                pushes += 1;
-                // Everything reaches b from elsewhere before it answers the first push.
-                b.merge_all(a.all_entries(), NOW);
-            }
-            let (resp, _, _) = respond(&mut b, req, NOW).unwrap();
-            match s.on_response(&mut a, resp, NOW).unwrap().0 {
-                Step::Send(next) => req = next,
-                Step::Done => break,
-            }
-        }
-        assert_eq!(a.digest(), b.digest());
-        assert_eq!(pushes, 1, "one chunk pushed, then the responder's hashes showed it had the rest");
     }
 
     #[test]

@@ -662,8 +662,7 @@ fn msg_bytes(msg: &Msg) -> usize {
             SyncRequest::Push { entries } => entries.iter().map(entry_size).sum(),
         },
         Msg::Response { response, .. } => match response {
-            SyncResponse::Root { .. } => 16,
-            SyncResponse::Ack { hashes, .. } => 4 + hashes.len(),
+            SyncResponse::Root { .. } | SyncResponse::Ack { .. } => 16,
             SyncResponse::Diff { buckets, hashes } => 2 * buckets.len() + hashes.len(),
             SyncResponse::Entries { entries, .. } => entries.iter().map(entry_size).sum(),
             SyncResponse::Refused { reason } => reason.len(),

@@ -228,7 +228,7 @@ fn a_peer_over_its_rate_is_ignored_and_refused_but_not_struck() {
         },
     );
     assert!(
-        matches!(&out[0], Output::RespondSync { response: SyncResponse::Ack { merged: 1500, .. }, .. }),
+        matches!(&out[0], Output::RespondSync { response: SyncResponse::Ack { merged: 1500 }, .. }),
         "{:?}",
         out[0]
     );
