@@ -56,6 +56,26 @@ async fn rev1_add_replies_completed_true_and_a_second_add_of_the_same_ip_replies
     node.shutdown().await.unwrap();
 }
 
+/// As the original did: an add without a name stores `""`, and `"ports": ""` (what the original
+/// stored for a client that sent no ports, and so what comes back when a record is re-added from
+/// a table dump) is taken as no ports.
+#[tokio::test]
+async fn an_add_without_a_name_or_with_empty_string_ports_is_taken_as_the_original_took_it() {
+    let (node, _dir) = start_node().await;
+    let mut c = Conn::connect(node.manager_addr).await;
+    let nameless = json!({"message_type": 3, "data": {"peer_ip": "101.3.4.9", "peer_port": "8001"}});
+    assert_eq!(c.request_string(nameless.to_string().as_bytes()).await, ADD_OK);
+    let record = completed_data(&c.request_json(&get_req("101.3.4.9")).await, "peer get");
+    assert_eq!(record["name"], "");
+    let re_add = json!({"message_type": 3, "data": {"peer_id": "QmReAdded", "name": "r", "ip": "5.6.7.8", "ports": ""}});
+    assert_eq!(c.request_string(re_add.to_string().as_bytes()).await, ADD_OK);
+    let get = json!({"message_type": 7, "data": {"peer_id": "QmReAdded"}});
+    let record = completed_data(&c.request_json(get.to_string().as_bytes()).await, "peer get");
+    assert_eq!(record["name"], "r");
+    assert!(record.get("ports").is_none(), "no ports: {record}");
+    node.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn rev1_get_returns_the_record_laid_out_exactly_as_the_original() {
     let (node, _dir) = start_node().await;

@@ -118,10 +118,8 @@ fn parse_request(kind: i128, obj: &Map<String, Value>) -> Result<Option<Request>
         2 => parse_table(obj),
         3 => {
             let (data, key) = data_and_key(obj, ACTION_ADD)?;
+            // Like the original, a name left out is stored as "".
             let fields = fields(data, &key).map_err(|e| BadRequest::new(ACTION_ADD, e))?;
-            if fields.name.is_none() {
-                return Err(BadRequest::new(ACTION_ADD, "missing field `peer_name` (or `name`)"));
-            }
             if fields.ip.is_none() {
                 return Err(BadRequest::new(ACTION_ADD, "missing field `peer_ip` (or `ip`)"));
             }
@@ -267,7 +265,9 @@ fn fields(data: &Map<String, Value>, key: &str) -> Result<PeerFields, String> {
         Some(v) => return Err(format!("field `peer_port` must be a string, got {}", type_name(v))),
     };
     let ports = match data.get("ports") {
+        // `""` is what the original stored when a client sent no ports; it comes back on re-adds.
         None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
         Some(Value::Object(m)) if m.len() > MAX_PORTS => {
             return Err(format!("field `ports` has more than {MAX_PORTS} entries"))
         }

@@ -50,7 +50,8 @@ fn each_bad_input_names_what_was_wrong() {
     assert!(bad(r#"{"message_type":"3"}"#).error.contains("must be an integer"));
     assert_eq!(bad(r#"{"message_type":5}"#).error, "message_type 5 is reserved and not implemented");
     assert_eq!(bad(r#"{"message_type":42}"#).error, "unknown message_type 42");
-    let e = bad(r#"{"message_type":3,"data":{"peer_ip":"1.2.3.4","peer_port":"1"}}"#);
+    // A name left out is stored as "" (as the original did); a name of the wrong type is refused.
+    let e = bad(r#"{"message_type":3,"data":{"peer_ip":"1.2.3.4","peer_port":"1","peer_name":5}}"#);
     assert_eq!((e.action, e.data), (ACTION_ADD, ErrorData::False));
     assert!(e.error.contains("peer_name"));
     assert!(bad(r#"{"message_type":7,"data":{"peer_ip":7}}"#).error.contains("must be a string"));
