@@ -24,8 +24,9 @@ pub struct Cli {
     /// Directory for the table and the node identity.
     #[arg(long, env = "UDHT_DATA_DIR", default_value = "./data", global = true)]
     pub data_dir: PathBuf,
-    /// Manager socket address (loopback only). Default 127.0.0.1:3002, or 127.0.0.1:$DHT_PORT.
-    #[arg(long, env = "UDHT_MANAGER", global = true)]
+    /// Manager socket address (loopback only), e.g. 127.0.0.1:3002 or localhost:3002. Default
+    /// 127.0.0.1:3002, or 127.0.0.1:$DHT_PORT.
+    #[arg(long, env = "UDHT_MANAGER", global = true, value_parser = manager_addr)]
     pub manager: Option<SocketAddr>,
     /// libp2p listen address (repeatable).
     #[arg(long, env = "UDHT_LISTEN", value_delimiter = ',', value_parser = multiaddr,
@@ -111,6 +112,25 @@ pub struct PeerArgs {
     /// Named ports, e.g. --ports userSync=3003,fileSync=3004.
     #[arg(long, value_delimiter = ',', value_parser = named_port)]
     pub ports: Vec<(String, u16)>,
+}
+
+/// An address and port, with a host name resolved: `localhost` is 127.0.0.1, as the original's
+/// clients mean it.
+fn manager_addr(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    let (host, port) = s.rsplit_once(':').ok_or_else(|| format!("{s:?}: expected HOST:PORT"))?;
+    let port: u16 = port.parse().map_err(|_| format!("{s:?}: bad port {port:?}"))?;
+    if host == "localhost" {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("{s:?}: cannot resolve {host:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{s:?}: {host:?} resolves to no address"))
 }
 
 fn multiaddr(s: &str) -> Result<Multiaddr, String> {
@@ -378,6 +398,16 @@ mod tests {
             br#"{"data":{"peer_id":"12D3KooWX","peer_name":"Ana"},"message_type":6}"#
         );
         assert!(matches!(ctl_action(&["get", "101.3.4.2"]), CtlAction::Get { key } if key == "101.3.4.2"));
+    }
+
+    #[test]
+    fn a_manager_address_may_name_localhost() {
+        let cli = Cli::try_parse_from(["udht-node", "--manager", "localhost:4000"]).unwrap();
+        assert_eq!(cli.manager_addr().unwrap(), "127.0.0.1:4000".parse().unwrap());
+        let cli = Cli::try_parse_from(["udht-node", "--manager", "[::1]:4000"]).unwrap();
+        assert_eq!(cli.manager_addr().unwrap(), "[::1]:4000".parse().unwrap());
+        let err = Cli::try_parse_from(["udht-node", "--manager", "localhost"]).unwrap_err().to_string();
+        assert!(err.contains("HOST:PORT"), "{err}");
     }
 
     #[test]

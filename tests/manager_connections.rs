@@ -84,12 +84,20 @@ async fn a_client_trickling_a_request_is_closed_after_the_request_timeout_while_
         let started = Instant::now();
         c.send(br#"{"message_type": 7, "data": {"peer_ip": "#).await;
         // One byte of padding every 50 ms: the connection is never idle, the request never ends.
-        eventually("the server to close the trickling client", Duration::from_millis(1500), async || {
-            // The poll interval, plus this read's timeout if it is shorter, is the pause.
-            let pause = Duration::from_millis(50).saturating_sub(common::POLL);
-            c.try_send(b" ").await.is_err() || c.poll_closed(pause).await.is_some()
-        })
+        let reply = eventually(
+            "the server to give up on the trickling client",
+            Duration::from_millis(1500),
+            async || {
+                // The poll interval, plus this read's timeout if it is shorter, is the pause.
+                let pause = Duration::from_millis(50).saturating_sub(common::POLL);
+                let _ = c.try_send(b" ").await;
+                c.poll_line(pause).await
+            },
+        )
         .await;
+        let reply = String::from_utf8(reply).unwrap();
+        assert!(reply.contains("not completed within"), "told why before the close: {reply}");
+        c.expect_closed_within(Duration::from_secs(3)).await;
         started.elapsed()
     };
     let idle = async {
@@ -100,6 +108,26 @@ async fn a_client_trickling_a_request_is_closed_after_the_request_timeout_while_
     };
     let (closed_after, ()) = tokio::join!(trickle, idle);
     assert!(closed_after >= Duration::from_millis(250), "closed after {closed_after:?}, before the timeout");
+    assert_still_serving(None, &node).await;
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_request_left_incomplete_gets_an_error_reply_before_the_close() {
+    let timeout = Duration::from_millis(300);
+    let (node, _dir) = start_node_with(|cfg| cfg.manager.request_timeout = timeout).await;
+    let mut c = Conn::connect(node.manager_addr).await;
+    let started = Instant::now();
+    c.send(br#"{"message_type": 7, "data": {"peer_ip": "#).await;
+    let reply = c.read_json().await;
+    assert!(started.elapsed() >= Duration::from_millis(250), "answered after {:?}", started.elapsed());
+    assert_eq!(
+        (reply["action"].as_str(), reply["result"].as_str()),
+        (Some("request"), Some("error")),
+        "{reply}"
+    );
+    assert!(reply["error"].as_str().unwrap().contains("not completed within"), "{reply}");
+    c.expect_eof().await;
     assert_still_serving(None, &node).await;
     node.shutdown().await.unwrap();
 }

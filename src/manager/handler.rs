@@ -81,9 +81,17 @@ pub(super) async fn serve_client(
                     batch.push(Err(p::error_reply(p::ACTION_REQUEST, &(), &msg)));
                     ending = Some(Ending::Linger);
                 }
-                Err(e @ (FrameError::Idle | FrameError::Slow(_))) => {
+                Err(FrameError::Slow(limit)) => {
+                    // Told why before the close, so a client that stalled is not left guessing.
                     stats.timed_out.fetch_add(1, Relaxed);
-                    tracing::debug!(%peer, error = %e, "closing client");
+                    tracing::debug!(%peer, "closing a client whose request did not complete");
+                    let msg = format!("request not completed within {limit:?}; closing the connection");
+                    batch.push(Err(p::error_reply(p::ACTION_REQUEST, &(), &msg)));
+                    ending = Some(Ending::Linger);
+                }
+                Err(FrameError::Idle) => {
+                    stats.timed_out.fetch_add(1, Relaxed);
+                    tracing::debug!(%peer, "closing an idle client");
                     return;
                 }
                 Err(FrameError::Io(e)) => {

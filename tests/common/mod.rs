@@ -336,6 +336,20 @@ impl Conn {
         }
     }
 
+    /// A complete reply line if one arrives within `wait` (the bytes stay buffered otherwise).
+    pub async fn poll_line(&mut self, wait: Duration) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(i) = self.pending.iter().position(|&b| b == b'\n') {
+                return Some(self.pending.drain(..=i).collect());
+            }
+            match self.read_some(deadline).await {
+                Some(Ok(n)) if n > 0 => {}
+                _ => return None,
+            }
+        }
+    }
+
     /// Waits up to `within` for the server to close the connection, with no further bytes before
     /// the close. Returns how it was closed; panics if it stays open or sends anything.
     pub async fn expect_closed_within(&mut self, within: Duration) -> Closed {
