@@ -9,6 +9,8 @@ pub enum StoreError {
     DataDir { path: PathBuf, source: std::io::Error },
     #[error("identity file {path}: {reason}")]
     Identity { path: PathBuf, reason: String },
+    #[error("cannot open {path}: {reason}")]
+    Open { path: PathBuf, reason: String },
     #[error("database: {0}")]
     Db(String),
     #[error("stored entry {key:?} is unreadable: {reason}")]
@@ -25,5 +27,9 @@ pub(super) fn db_err(e: impl std::fmt::Display) -> StoreError {
 
 /// Creates the data dir if it does not exist.
 pub(super) fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
+    if dir.exists() && !dir.is_dir() {
+        let source = std::io::Error::other("it exists and is not a directory");
+        return Err(StoreError::DataDir { path: dir.to_owned(), source });
+    }
     std::fs::create_dir_all(dir).map_err(|e| StoreError::DataDir { path: dir.to_owned(), source: e })
 }

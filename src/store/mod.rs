@@ -158,8 +158,14 @@ impl Store {
         mut load: impl FnMut(Loaded),
     ) -> Result<(Store, mpsc::Receiver<StoreEvent>), StoreError> {
         ensure_dir(dir)?;
-        let db =
-            Database::builder().set_cache_size(CACHE_BYTES).create(dir.join(TABLE_FILE)).map_err(db_err)?;
+        let path = dir.join(TABLE_FILE);
+        let db = Database::builder().set_cache_size(CACHE_BYTES).create(&path).map_err(|e| {
+            let hint = match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => " (is another udht-node using this data dir?)",
+                _ => "",
+            };
+            StoreError::Open { path: path.clone(), reason: format!("{e}{hint}") }
+        })?;
         let (next_seq, logged) = {
             let txn = db.begin_write().map_err(db_err)?;
             txn.open_table(ENTRIES).map_err(db_err)?; // creates them on first start
@@ -464,6 +470,19 @@ mod tests {
         let _store = Store::open(dir.path(), 8, |e| loaded.push(e)).unwrap();
         let unsigned = |e: &Entry| Loaded::Unsigned(Entry { sig: Signature([0; 64]), ..e.clone() });
         assert_eq!(loaded, vec![unsigned(&a), unsigned(&b)]);
+    }
+
+    #[test]
+    fn a_data_dir_in_use_or_not_a_directory_is_refused_naming_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Store::open(dir.path(), 8, |_| {}).unwrap();
+        let again = Store::open(dir.path(), 8, |_| {}).err().expect("a second open is refused").to_string();
+        assert!(again.contains(&dir.path().join(TABLE_FILE).display().to_string()), "{again}");
+        assert!(again.contains("another udht-node"), "{again}");
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"x").unwrap();
+        let not_dir = Store::open(&file, 8, |_| {}).err().expect("a file is not a data dir").to_string();
+        assert!(not_dir.contains("a-file") && not_dir.contains("not a directory"), "{not_dir}");
     }
 
     #[test]
