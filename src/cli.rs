@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::app::{NodeConfig, RunningNode};
-use crate::manager::client::Client;
+use crate::manager::client::{Client, ClientError};
 use crate::manager::protocol::PeerData;
 use crate::manager::DEFAULT_PORT;
 use crate::net::{parse_multiaddr, Multiaddr, Psk};
@@ -17,6 +17,8 @@ use crate::store;
 
 /// How long `ctl` waits to connect and for a reply.
 const CTL_TIMEOUT: Duration = Duration::from_secs(30);
+/// With `ctl --wait`, how often it tries to connect again.
+const CTL_RETRY: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Parser)]
 #[command(name = "udht-node", version, about = "A udht node: the replicated peer table of Files-for-Peers")]
@@ -71,6 +73,10 @@ pub struct Cli {
 pub enum Command {
     /// Talk to a running node through its manager socket and print its JSON reply.
     Ctl {
+        /// Keep trying to reach the node this long (e.g. 10s) before giving up: for scripts that
+        /// start a node and talk to it at once.
+        #[arg(long, global = true, value_parser = duration)]
+        wait: Option<Duration>,
         #[command(subcommand)]
         action: CtlAction,
     },
@@ -213,7 +219,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
     };
     match &cli.command {
-        Some(Command::Ctl { action }) => runtime.block_on(ctl(manager, action)),
+        Some(Command::Ctl { wait, action }) => runtime.block_on(ctl(manager, *wait, action)),
         Some(Command::KeygenPsk { file }) => keygen_psk(file),
         None => runtime.block_on(run_node(&cli)),
     }
@@ -300,11 +306,24 @@ impl From<&PeerArgs> for PeerData {
     }
 }
 
+/// Connects to the node's manager socket, retrying until `wait` has passed.
+async fn connect(manager: SocketAddr, wait: Option<Duration>) -> Result<Client, ClientError> {
+    let deadline = tokio::time::Instant::now() + wait.unwrap_or_default();
+    loop {
+        match Client::connect(manager, CTL_TIMEOUT).await {
+            Err(ClientError::Connect { .. }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(CTL_RETRY).await
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Sends one request and prints the reply line as the node sent it; exit 0 if completed, 1 if the
 /// node said error, 2 if the node could not be reached.
-async fn ctl(manager: SocketAddr, action: &CtlAction) -> ExitCode {
+async fn ctl(manager: SocketAddr, wait: Option<Duration>, action: &CtlAction) -> ExitCode {
     let reply = async {
-        let mut client = Client::connect(manager, CTL_TIMEOUT).await?;
+        let mut client = connect(manager, wait).await?;
         match action {
             CtlAction::Add(p) => client.add(&p.into()).await,
             CtlAction::Update(p) => client.update(&p.into()).await,
@@ -366,7 +385,7 @@ mod tests {
 
     fn ctl_action(args: &[&str]) -> CtlAction {
         let cli = Cli::try_parse_from(["udht-node", "ctl"].iter().chain(args)).unwrap();
-        let Some(Command::Ctl { action }) = cli.command else { panic!("not a ctl command") };
+        let Some(Command::Ctl { action, .. }) = cli.command else { panic!("not a ctl command") };
         action
     }
 
@@ -398,6 +417,14 @@ mod tests {
             br#"{"data":{"peer_id":"12D3KooWX","peer_name":"Ana"},"message_type":6}"#
         );
         assert!(matches!(ctl_action(&["get", "101.3.4.2"]), CtlAction::Get { key } if key == "101.3.4.2"));
+    }
+
+    #[test]
+    fn ctl_takes_a_wait_after_its_action() {
+        let cli = Cli::try_parse_from(["udht-node", "ctl", "status", "--wait", "10s"]).unwrap();
+        assert!(
+            matches!(cli.command, Some(Command::Ctl { wait: Some(w), action: CtlAction::Status }) if w == Duration::from_secs(10))
+        );
     }
 
     #[test]

@@ -95,3 +95,29 @@ async fn a_rogue_node_cannot_write_another_nodes_record_but_its_shared_writes_sp
         assert_eq!(record["data"]["name"], "victim", "the victim's record is its own on every node");
     }
 }
+
+/// `ctl --wait` keeps trying until the node listens, so a script can start a node and talk to it
+/// at once; without it, a node that is not there yet is exit 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctl_with_wait_reaches_a_node_that_starts_after_it() {
+    let port = common::process::free_port();
+    let manager = format!("127.0.0.1:{port}");
+    let ctl = |wait: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_udht-node"))
+            .args(["ctl", "--manager", manager.as_str(), "status"])
+            .args(wait)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    assert_eq!(ctl(&[]).wait_with_output().unwrap().status.code(), Some(2), "nothing listens yet");
+    let waiting = ctl(&["--wait", "20s"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (node, _dir) = common::start_node_with(|c| c.manager_addr = manager.parse().unwrap()).await;
+    let out = tokio::task::spawn_blocking(move || waiting.wait_with_output().unwrap()).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reply["data"]["peer_id"], node.peer_id.as_str());
+    node.shutdown().await.unwrap();
+}
