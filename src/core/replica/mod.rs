@@ -155,10 +155,6 @@ impl<T: Types> Replica<T> {
         self.stats
     }
 
-    pub fn config(&self) -> &ReplicaConfig {
-        &self.config
-    }
-
     /// Whether another write may be fed in: fewer than `max_in_flight` commits are pending.
     /// Timers may still add a commit or two beyond it.
     pub fn can_accept(&self) -> bool {

@@ -495,13 +495,13 @@ impl World {
     /// Feeds one input to replica `i` and executes its outputs.
     fn input(&mut self, i: usize, input: Input<Sim>) {
         let now_us = self.now_us(i);
-        let is_write = matches!(input, Input::Write { .. });
+        // A write's one Persist carries its entry: kept to check the write is never lost.
         let write_id = if let Input::Write { reply, .. } = &input { Some(*reply) } else { None };
         let Some(replica) = self.nodes[i].replica.as_mut() else { return };
         let outputs: Vec<Output<Sim>> = replica.handle(input, now_us).collect();
         for output in outputs {
-            if let (true, Output::Persist { puts, .. }) = (is_write, &output) {
-                if let (Some(w), Some(e)) = (write_id, puts.first()) {
+            if let (Some(w), Output::Persist { puts, .. }) = (write_id, &output) {
+                if let Some(e) = puts.first() {
                     self.writes.insert(w, e.clone());
                 }
             }

@@ -272,10 +272,6 @@ impl Table {
         self.entries.get(key).map(|r| Entry::from_register(key, r))
     }
 
-    pub fn network_id(&self) -> &str {
-        &self.network_id
-    }
-
     /// Signs an entry of this replica's own (e.g. one stored before entries were signed).
     pub fn resign(&self, mut e: Entry) -> Entry {
         e.sig = self.signer.sign(&e.message(&self.network_id));
