@@ -17,8 +17,9 @@ const ENTRY_DOMAIN: &[u8] = b"udht entry v1\0";
 /// protobuf public key (type Ed25519 = 1, 32 bytes of key).
 const PEER_ID_PREFIX: [u8; 6] = [0x00, 0x24, 0x08, 0x01, 0x12, 0x20];
 
-/// An ed25519 signature.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+/// An ed25519 signature. Ordered only to break ties between two values one writer signed under
+/// one stamp (see the table's merge).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Signature(pub [u8; 64]);
 
 impl fmt::Debug for Signature {

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crdts::{CvRDT, LWWReg};
+use crdts::LWWReg;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
@@ -90,8 +90,6 @@ pub enum MergeError {
     Clock(#[from] ClockError),
     #[error("invalid entry: {0}")]
     Record(#[from] RecordError),
-    #[error("stamp already used for a different value")]
-    ConflictingStamp,
     #[error("the signature does not match the entry and its writer")]
     BadSignature,
     #[error("key {0:?} is a peer id: only that peer may write it")]
@@ -116,8 +114,11 @@ pub struct TableStats {
     pub stale: u64,
     /// Remote entries stamped too far in the future.
     pub rejected_future: u64,
-    /// Remote entries that broke a limit or reused a stamp.
+    /// Remote entries that broke a limit.
     pub rejected_invalid: u64,
+    /// Remote entries whose writer had signed another value under the same stamp: resolved the
+    /// same way on every replica (the greater signature wins), and a sign of a misbehaving writer.
+    pub conflicting_stamps: u64,
     /// Remote entries whose signature did not verify.
     pub rejected_signature: u64,
     /// Remote entries that wrote a peer id's key without being that peer.
@@ -133,7 +134,7 @@ pub struct TableStats {
 pub struct Digest {
     /// XOR of all bucket hashes.
     pub root: u128,
-    /// XOR of the hashes of the (key, stamp) pairs in each bucket.
+    /// XOR of the hashes of the entries (key, stamp, value, signature) in each bucket.
     pub buckets: Vec<u128>,
 }
 
@@ -160,12 +161,27 @@ pub fn bucket_of(key: &str) -> u16 {
     (xxh3_64(key.as_bytes()) % BUCKETS as u64) as u16
 }
 
-fn entry_hash(key: &str, stamp: &Stamp) -> u128 {
-    let mut buf = Vec::with_capacity(key.len() + 1 + 44);
-    buf.extend_from_slice(key.as_bytes());
-    buf.push(0xff); // not valid UTF-8, so it cannot be part of a key
-    buf.extend_from_slice(&stamp.to_bytes());
+/// An entry's hash in the digest. It covers the value as well as the key and stamp, so equal
+/// digests mean equal data: a value damaged on one replica (or a writer that signed two values
+/// under one stamp) shows as a differing bucket, and anti-entropy repairs it.
+fn entry_hash(key: &str, reg: &Register) -> u128 {
+    let mut buf = entry_message("", key, reg.val.record.as_deref(), &reg.marker);
+    buf.extend_from_slice(&reg.val.sig.0);
     xxh3_128(&buf)
+}
+
+/// Whether `(stamp, sig)` wins over the register `current`: the later stamp, and for one stamp
+/// carrying two values (only its writer can sign both) the greater signature, so every replica
+/// keeps the same one whatever the order they arrive in.
+fn wins(current: &Register, stamp: &Stamp, sig: &Signature) -> bool {
+    (stamp, sig) > (&current.marker, &current.val.sig)
+}
+
+/// Whether a verified remote entry replaces `current`: it wins, or it is the same write with a
+/// different value, which only a damaged copy of ours can be (the signature fits one value).
+fn replaces(current: &Register, e: &Entry) -> bool {
+    wins(current, &e.stamp, &e.sig)
+        || (current.marker == e.stamp && current.val.sig == e.sig && current.val.record != e.record)
 }
 
 /// The replica: registers by key, with incrementally maintained bucket hashes.
@@ -234,7 +250,7 @@ impl Table {
     /// An entry older than the one held is ignored, so stored entries may come in any order.
     pub fn load_entry(&mut self, e: Entry) {
         self.hlc.observe(&e.stamp);
-        if self.entries.get(e.key.as_str()).is_some_and(|r| r.marker >= e.stamp) {
+        if self.entries.get(e.key.as_str()).is_some_and(|r| !wins(r, &e.stamp, &e.sig)) {
             return;
         }
         let reg = e.register();
@@ -343,7 +359,7 @@ impl Table {
             MergeError::BadSignature => self.stats.rejected_signature += 1,
             MergeError::NotOwner(_) => self.stats.rejected_owner += 1,
             MergeError::WriterFull(_) => self.stats.rejected_writer_cap += 1,
-            MergeError::Record(_) | MergeError::ConflictingStamp => self.stats.rejected_invalid += 1,
+            MergeError::Record(_) => self.stats.rejected_invalid += 1,
         }
     }
 
@@ -358,15 +374,11 @@ impl Table {
     }
 
     /// Which of `entries` carry a valid signature, verified as one batch.
-    /// Entries older than what is held, or identical to it, are never applied, so their
+    /// Entries that would not replace what is held (older, or identical) are never applied, so their
     /// signatures are not checked (a joiner syncing with several peers pulls many buckets twice);
     /// they read as valid here and are counted stale when merged.
     fn signatures(&self, entries: &[Entry]) -> Vec<bool> {
-        let older = |e: &Entry| {
-            self.entries.get(e.key.as_str()).is_some_and(|c| {
-                c.marker > e.stamp || (c.marker == e.stamp && c.val.sig == e.sig && c.val.record == e.record)
-            })
-        };
+        let older = |e: &Entry| self.entries.get(e.key.as_str()).is_some_and(|c| !replaces(c, e));
         let checked: Vec<usize> = (0..entries.len()).filter(|&i| !older(&entries[i])).collect();
         let items: Vec<_> = checked
             .iter()
@@ -391,11 +403,7 @@ impl Table {
         if !signed {
             return Err(MergeError::BadSignature);
         }
-        let current = self.entries.get(entry.key.as_str());
-        if let Some(current) = current {
-            current.validate_merge(&entry.register()).map_err(|_| MergeError::ConflictingStamp)?;
-        }
-        let newer = current.is_none_or(|c| c.marker < entry.stamp);
+        let newer = self.entries.get(entry.key.as_str()).is_none_or(|c| replaces(c, entry));
         if newer && !self.has_room(&entry.stamp.node, &entry.key) {
             return Err(MergeError::WriterFull(self.max_keys_per_writer));
         }
@@ -417,12 +425,13 @@ impl Table {
         self.signer.node()
     }
 
-    /// Installs a valid remote entry if it is newer; whether it changed the table.
+    /// Installs a valid (verified) remote entry if it replaces ours; whether it changed the table.
     fn apply(&mut self, entry: Entry, now_ms: u64) -> bool {
         let expired_tombstone =
             entry.record.is_none() && entry.stamp.millis.saturating_add(self.grace_ms) < now_ms;
         match self.entries.get(entry.key.as_str()) {
-            Some(current) if current.marker >= entry.stamp => return false,
+            Some(current) if !replaces(current, &entry) => return false,
+            Some(current) if current.marker == entry.stamp => self.stats.conflicting_stamps += 1,
             // A tombstone past its grace period for a key we do not hold carries no information.
             None if expired_tombstone => return false,
             _ => {}
@@ -496,14 +505,15 @@ impl Table {
     /// Sets a register, keeping the bucket hashes and live count in step.
     fn install(&mut self, key: String, reg: Register) {
         let b = bucket_of(&key) as usize;
-        let h_new = entry_hash(&key, &reg.marker);
+        let h_new = entry_hash(&key, &reg);
         let live_new = reg.val.record.is_some();
         match self.entries.get_mut(key.as_str()) {
             Some(old) => {
-                self.buckets[b] ^= entry_hash(&key, &old.marker) ^ h_new;
+                self.buckets[b] ^= entry_hash(&key, old) ^ h_new;
                 self.live = self.live - usize::from(old.val.record.is_some()) + usize::from(live_new);
                 let (was, now) = (old.marker.node, reg.marker.node);
-                old.merge(reg);
+                // Callers install only winners (see `wins`), which may share the stamp.
+                *old = reg;
                 if was != now {
                     self.count_writer(was, false);
                     self.count_writer(now, true);
@@ -523,7 +533,7 @@ impl Table {
     fn uninstall(&mut self, key: &str) {
         if let Some(old) = self.entries.remove(key) {
             let b = bucket_of(key) as usize;
-            self.buckets[b] ^= entry_hash(key, &old.marker);
+            self.buckets[b] ^= entry_hash(key, &old);
             self.members[b].remove(key);
             self.live -= usize::from(old.val.record.is_some());
             self.count_writer(old.marker.node, false);
