@@ -4,17 +4,20 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::core::replica::{ReplicaConfig, DEFAULT_MAX_IN_FLIGHT, DEFAULT_PEER_ENTRY_RATE};
 use crate::core::{Entry, Table, TableConfig};
-use crate::manager::{self, ManagerConfig, ManagerError};
+use crate::manager::{self, ManagerConfig, ManagerError, ManagerStats};
 use crate::net::{self, Multiaddr, NetConfig, NetError, Network, Psk};
 use crate::node::{self, NodeError, NodeHandle, Parts};
 use crate::store::{self, Job, Loaded, Store, StoreError, StoreEvent};
+use crate::web::{self, WebError, WebState};
 
 /// How often the node rewrites its own record's `lastConnectionOn`: slow, since every refresh is
 /// a write that every replica stores.
@@ -59,6 +62,10 @@ pub struct NodeConfig {
     pub psk: Option<Psk>,
     /// Unsolicited entries (gossip, pushes) one peer may send per second.
     pub peer_entry_rate: u32,
+    /// Where to serve `/metrics` and the status page (`--metrics`); off when `None`.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Whether the metrics address may be other than loopback (`--metrics-public`).
+    pub metrics_public: bool,
 }
 
 impl NodeConfig {
@@ -78,6 +85,8 @@ impl NodeConfig {
             sync_interval: DEFAULT_SYNC_INTERVAL,
             network_id: DEFAULT_NETWORK_ID.to_owned(),
             target_peers: DEFAULT_TARGET_PEERS,
+            metrics_addr: None,
+            metrics_public: false,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             psk: None,
             peer_entry_rate: DEFAULT_PEER_ENTRY_RATE,
@@ -94,6 +103,8 @@ pub enum StartError {
     Net(#[from] NetError),
     #[error(transparent)]
     Manager(#[from] ManagerError),
+    #[error(transparent)]
+    Web(#[from] WebError),
     #[error("rewriting entries stored unsigned failed: {0}")]
     Migration(String),
 }
@@ -104,9 +115,12 @@ pub struct RunningNode {
     /// Where the manager socket actually listens (the port is real even if 0 was asked).
     pub manager_addr: SocketAddr,
     pub peer_id: String,
+    /// Where `/metrics` and the status page are served, if they are (`--metrics`).
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<Result<(), NodeError>>,
     manager: JoinHandle<()>,
+    web: Option<JoinHandle<()>>,
 }
 
 impl RunningNode {
@@ -116,6 +130,11 @@ impl RunningNode {
         // First, so that a bad or busy manager address fails before anything else is touched.
         let listener = manager::bind(config.manager_addr).await?;
         let manager_addr = listener.local_addr().map_err(ManagerError::from)?;
+        let web_listener = match config.metrics_addr {
+            Some(addr) => Some(web::bind(addr, config.metrics_public).await?),
+            None => None,
+        };
+        let metrics_addr = web_listener.as_ref().and_then(|l| l.local_addr().ok());
         let (dir, table_config) = (config.data_dir.clone(), config.table);
         let network_id = config.network_id.clone();
         let capacity = config.max_in_flight.max(1) + STORE_SLACK;
@@ -139,10 +158,23 @@ impl RunningNode {
         let parts = Parts { replica: replica_config(&config, &peer_id), table, store, store_events, net };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (handle, task) = node::spawn(parts, shutdown_rx.clone());
-        let manager = tokio::spawn(manager::serve(listener, handle.clone(), config.manager, shutdown_rx));
+        let manager_stats = Arc::new(ManagerStats::default());
+        let web = web_listener.map(|listener| {
+            let mut registry = Registry::default();
+            manager_stats.register(&mut registry);
+            let state = Arc::new(WebState::new(handle.clone(), manager_stats.clone(), registry));
+            tokio::spawn(web::serve(listener, state, shutdown_rx.clone()))
+        });
+        let manager = tokio::spawn(manager::serve(
+            listener,
+            handle.clone(),
+            config.manager,
+            manager_stats,
+            shutdown_rx,
+        ));
         let private = config.psk.as_ref().map(Psk::fingerprint);
-        tracing::info!(%peer_id, manager = %manager_addr, records, ?private, "node started");
-        Ok(RunningNode { handle, manager_addr, peer_id, shutdown, task, manager })
+        tracing::info!(%peer_id, manager = %manager_addr, metrics = ?metrics_addr, records, ?private, "node started");
+        Ok(RunningNode { handle, manager_addr, peer_id, metrics_addr, shutdown, task, manager, web })
     }
 
     /// Stops the node: the manager stops accepting, the node task ends, the store commits its
@@ -150,6 +182,9 @@ impl RunningNode {
     pub async fn shutdown(self) -> Result<(), NodeError> {
         let _ = self.shutdown.send(true);
         let _ = self.manager.await;
+        if let Some(web) = self.web {
+            let _ = web.await;
+        }
         self.task.await.unwrap_or(Err(NodeError::ShuttingDown))
     }
 

@@ -65,6 +65,13 @@ pub struct Cli {
     /// one): only nodes with the same key can connect.
     #[arg(long, env = "UDHT_PSK", global = true)]
     pub psk: Option<PathBuf>,
+    /// Serve Prometheus metrics at /metrics and a live status page at / on this address, e.g.
+    /// 127.0.0.1:9090 (loopback only, unless --metrics-public). Off by default.
+    #[arg(long, env = "UDHT_METRICS")]
+    pub metrics: Option<SocketAddr>,
+    /// Allow --metrics on a non-loopback address (the page shows the whole table).
+    #[arg(long, env = "UDHT_METRICS_PUBLIC")]
+    pub metrics_public: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -192,6 +199,8 @@ impl Cli {
         c.table.tombstone_grace = self.tombstone_grace;
         c.table.max_keys_per_writer = self.max_keys_per_writer;
         c.peer_entry_rate = self.peer_entry_rate;
+        c.metrics_addr = self.metrics;
+        c.metrics_public = self.metrics_public;
         if let Some(path) = &self.psk {
             let text = store::read_key_file(path).map_err(|e| format!("--psk: {e}"))?;
             let psk = text.parse::<Psk>().map_err(|e| format!("--psk {}: {e}", path.display()))?;

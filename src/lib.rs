@@ -14,6 +14,8 @@
 //!   alone writes.
 //! - [`manager`]: the localhost JSON socket of the original services (framing, requests,
 //!   replies, a typed client). The only module that knows that protocol. Depends on `node`.
+//! - [`web`]: the HTTP edge (`--metrics`): Prometheus metrics, the status page and its JSON.
+//!   Reads the node's view and the manager's counters; loopback only by default.
 //! - [`app`]: the composition root: binds the manager, opens the store, starts the network,
 //!   spawns the node task and the manager ([`RunningNode`]).
 //! - [`cli`]: the `udht-node` command line (node and `ctl` client).
@@ -29,6 +31,7 @@ pub mod manager;
 pub mod net;
 pub mod node;
 pub mod store;
+pub mod web;
 
 pub use app::{NodeConfig, RunningNode, StartError};
 pub use node::NodeHandle;

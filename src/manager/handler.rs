@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures::future::join_all;
 use serde::Serialize;
@@ -158,15 +159,25 @@ async fn answer(parsed: Result<Request, Vec<u8>>, node: &NodeHandle, stats: &Man
     }
 }
 
-/// A write's reply: completed (`data_ok`) or the original's failure (`data_fail`).
-fn write_reply<T: Serialize>(action: &str, r: Result<bool, NodeError>, data_ok: T, data_fail: T) -> Vec<u8> {
+/// A write's reply: completed (`data_ok`) or the original's failure (`data_fail`), and which.
+fn write_reply<T: Serialize>(
+    action: &str,
+    r: Result<bool, NodeError>,
+    data_ok: T,
+    data_fail: T,
+) -> (Vec<u8>, &'static str) {
     match r {
-        Ok(true) => p::completed(action, &data_ok),
-        Ok(false) => p::failed(action, &data_fail),
+        Ok(true) => (p::completed(action, &data_ok), COMPLETED),
+        Ok(false) => (p::failed(action, &data_fail), FAILED),
         // The node's words: an invalid record, its own record, not durable, shutting down.
-        Err(e) => p::error_reply(action, &false, &e.to_string()),
+        Err(e) => (p::error_reply(action, &false, &e.to_string()), ERROR),
     }
 }
+
+/// How a request ended, as the latency histogram labels it.
+const COMPLETED: &str = "completed";
+const FAILED: &str = "failed";
+const ERROR: &str = "error";
 
 /// `message_type 9`'s `data`: the node's status and the manager's counters, as the wire shows them.
 #[derive(Serialize)]
@@ -200,7 +211,24 @@ impl<'a> StatusView<'a> {
     }
 }
 
+/// Runs a request and records how long it took, by type and result.
 async fn execute(request: Request, node: &NodeHandle, stats: &ManagerStats) -> Vec<u8> {
+    let started = Instant::now();
+    let kind = match &request {
+        Request::Add { .. } => "add",
+        Request::Update { .. } => "update",
+        Request::Remove { .. } => "remove",
+        Request::Get { .. } => "get",
+        Request::Table { .. } => "table",
+        Request::Identity => "identity",
+        Request::Status => "status",
+    };
+    let (reply, result) = run(request, node, stats).await;
+    stats.observe(kind, result, started.elapsed());
+    reply
+}
+
+async fn run(request: Request, node: &NodeHandle, stats: &ManagerStats) -> (Vec<u8>, &'static str) {
     match request {
         Request::Add { key, fields } => write_reply(p::ACTION_ADD, node.add(key, fields).await, true, false),
         Request::Update { key, fields } => {
@@ -208,29 +236,32 @@ async fn execute(request: Request, node: &NodeHandle, stats: &ManagerStats) -> V
         }
         Request::Remove { key } => write_reply(p::ACTION_REMOVE, node.remove(key).await, (), ()),
         Request::Get { key } => match node.get(&key) {
-            Some(r) => p::completed(p::ACTION_GET, &RecordView(&r)),
-            None => p::failed(p::ACTION_GET, &()),
+            Some(r) => (p::completed(p::ACTION_GET, &RecordView(&r)), COMPLETED),
+            None => (p::failed(p::ACTION_GET, &()), FAILED),
         },
         Request::Table { json } => {
             let table = node.snapshot();
             // Encoding a large table takes a while: keep it off the threads that serve other clients.
-            tokio::task::spawn_blocking(move || {
+            let encoded = tokio::task::spawn_blocking(move || {
                 if json {
                     p::completed(p::ACTION_TABLE, &TableView(&table))
                 } else {
                     p::table_pickle(&table)
                 }
             })
-            .await
-            .unwrap_or_else(|_| p::error_reply(p::ACTION_TABLE, &(), "encoding the table failed"))
+            .await;
+            match encoded {
+                Ok(reply) => (reply, COMPLETED),
+                Err(_) => (p::error_reply(p::ACTION_TABLE, &(), "encoding the table failed"), ERROR),
+            }
         }
         Request::Identity => match node.own_record() {
-            Some(r) => p::completed(p::ACTION_ID, &RecordView(&r)),
-            None => p::error_reply(p::ACTION_ID, &(), "own record not written yet"),
+            Some(r) => (p::completed(p::ACTION_ID, &RecordView(&r)), COMPLETED),
+            None => (p::error_reply(p::ACTION_ID, &(), "own record not written yet"), ERROR),
         },
         Request::Status => {
             let status = node.status();
-            p::completed(p::ACTION_STATUS, &StatusView::new(&status, stats.snapshot()))
+            (p::completed(p::ACTION_STATUS, &StatusView::new(&status, stats.snapshot())), COMPLETED)
         }
     }
 }

@@ -25,7 +25,7 @@ pub use config::{
     ManagerConfig, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_REQUEST_TIMEOUT, DEFAULT_WRITE_TIMEOUT,
 };
-use stats::ManagerStats;
+pub use stats::ManagerStats;
 
 /// The original's port.
 pub const DEFAULT_PORT: u16 = 3002;
@@ -62,9 +62,9 @@ pub async fn serve(
     listener: TcpListener,
     node: NodeHandle,
     config: ManagerConfig,
+    stats: Arc<ManagerStats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let stats = Arc::new(ManagerStats::default());
     let slots = Arc::new(Semaphore::new(config.max_clients));
     loop {
         let (stream, peer) = tokio::select! {

@@ -533,3 +533,38 @@ pub fn status_of(reply: &Value) -> Value {
     assert!(data["table_size"].is_u64(), "{data}");
     data
 }
+
+// ---------------------------------------------------------------------------------------------
+// HTTP (the metrics and status page server).
+
+/// One HTTP/1.1 GET over a fresh connection: the status code and the body (read up to its
+/// Content-Length, or to the end: some servers keep the connection open whatever we ask).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connecting to the HTTP server");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("sending the request");
+    let mut raw = Vec::new();
+    let read = async {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&raw[..end]).to_lowercase();
+                let length = head.lines().find_map(|l| {
+                    l.strip_prefix("content-length:").and_then(|v| v.trim().parse::<usize>().ok())
+                });
+                if length.is_some_and(|n| raw.len() >= end + 4 + n) {
+                    return;
+                }
+            }
+            match stream.read(&mut chunk).await.expect("reading the answer") {
+                0 => return,
+                n => raw.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    timeout(Duration::from_secs(10), read).await.expect("the HTTP answer within 10 s");
+    let text = String::from_utf8(raw).expect("an HTTP answer in UTF-8");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no header end in {text:?}"));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{head}"));
+    (status, body.to_owned())
+}

@@ -70,6 +70,8 @@ pub struct ReplicaConfig {
 /// Counters of replication, reported in status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct SyncStats {
+    /// Local clients' writes that changed the table.
+    pub local_writes: u64,
     /// Sessions this node started and finished.
     pub sessions_completed: u64,
     /// Sessions that failed (timeouts, protocol errors).
@@ -282,7 +284,10 @@ impl<T: Types> Replica<T> {
     /// handed to the store; the client is answered once it is durable.
     fn write(&mut self, op: WriteOp, reply: T::Reply, now_us: i64) {
         match self.apply_write(op, now_us) {
-            Ok(Some(entry)) => self.persist(vec![entry], Vec::new(), Some(reply), None, true),
+            Ok(Some(entry)) => {
+                self.stats.local_writes += 1;
+                self.persist(vec![entry], Vec::new(), Some(reply), None, true)
+            }
             Ok(None) => self.out.push(Output::Reply { to: reply, result: Ok(false) }),
             Err(e) => self.out.push(Output::Reply { to: reply, result: Err(e) }),
         }
