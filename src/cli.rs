@@ -108,6 +108,13 @@ pub enum CtlAction {
     Identity,
     /// Peer id, addresses, connected peers, table size and digest (message_type 9).
     Status,
+    /// Print every change as it becomes durable on the node, one JSON line each (message_type
+    /// 11), until the node closes the watch or this is interrupted.
+    Watch {
+        /// First print every record in the table (`"origin": "snapshot"`).
+        #[arg(long)]
+        snapshot: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -328,9 +335,40 @@ async fn connect(manager: SocketAddr, wait: Option<Duration>) -> Result<Client, 
     }
 }
 
+/// Prints a watch's lines as the node sends them; exit 0 when the node ends it cleanly, 1 when it
+/// ends with an error line (e.g. lagged), 2 if the node could not be reached.
+async fn ctl_watch(manager: SocketAddr, wait: Option<Duration>, snapshot: bool) -> ExitCode {
+    use std::io::Write as _;
+    let watched = async {
+        let mut client = connect(manager, wait).await?;
+        client.watch(snapshot).await?;
+        let mut last_ok = true;
+        while let Some(line) = client.next_watch_line().await? {
+            last_ok = line.value["result"] != "error";
+            let mut out = std::io::stdout().lock();
+            // A closed stdout (e.g. `| head`) ends the watch.
+            if writeln!(out, "{}", line.line).and_then(|()| out.flush()).is_err() {
+                return Ok(true);
+            }
+        }
+        Ok::<_, ClientError>(last_ok)
+    };
+    match watched.await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("udht-node ctl watch: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 /// Sends one request and prints the reply line as the node sent it; exit 0 if completed, 1 if the
 /// node said error, 2 if the node could not be reached.
 async fn ctl(manager: SocketAddr, wait: Option<Duration>, action: &CtlAction) -> ExitCode {
+    if let CtlAction::Watch { snapshot } = action {
+        return ctl_watch(manager, wait, *snapshot).await;
+    }
     let reply = async {
         let mut client = connect(manager, wait).await?;
         match action {
@@ -341,6 +379,7 @@ async fn ctl(manager: SocketAddr, wait: Option<Duration>, action: &CtlAction) ->
             CtlAction::Table => client.table_json().await,
             CtlAction::Identity => client.identity().await,
             CtlAction::Status => client.status().await,
+            CtlAction::Watch { .. } => unreachable!("handled above"),
         }
     };
     match reply.await {

@@ -97,6 +97,25 @@ impl Client {
         Ok(JsonReply { line, value })
     }
 
+    /// Starts a watch (type 11): the lines that follow come with [`Client::next_watch_line`].
+    pub async fn watch(&mut self, snapshot: bool) -> Result<(), ClientError> {
+        self.send(&ClientRequest::Watch { snapshot }).await
+    }
+
+    /// The next line of a watch, however long it takes (a quiet table sends nothing); `None`
+    /// once the node has closed the watch.
+    pub async fn next_watch_line(&mut self) -> Result<Option<JsonReply>, ClientError> {
+        // tokio treats a deadline past the end of time as none.
+        let wait = std::mem::replace(&mut self.timeout, Duration::MAX);
+        let line = self.read_reply_line().await;
+        self.timeout = wait;
+        match line {
+            Ok(line) => Ok(Some(line)),
+            Err(ClientError::Closed) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Sends a typed request without reading a reply: for [`ClientRequest::Close`], which gets none.
     pub async fn send(&mut self, request: &ClientRequest<'_>) -> Result<(), ClientError> {
         self.send_raw(&request.encode()).await

@@ -18,6 +18,7 @@ use super::config::ManagerConfig;
 use super::connection::{Connection, FrameError};
 use super::protocol::{self as p, Frame, RecordView, Request, TableView};
 use super::stats::{ManagerStats, StatsSnapshot};
+use super::watching;
 
 /// Most requests of one connection served at once: when a client has pipelined several, those
 /// already buffered run concurrently (their writes share group commits); replies keep request order.
@@ -30,6 +31,8 @@ enum Ending {
     Close,
     /// Unrecoverable bad input (malformed JSON, oversized): answer, then drain a little and close.
     Linger,
+    /// Type 11: answer what came before it, then stream changes until the watch ends.
+    Watch { snapshot: bool },
 }
 
 /// Serves one client until it closes, misbehaves past recovery, or the node shuts down.
@@ -63,6 +66,9 @@ pub(super) async fn serve_client(
                     stats.requests.fetch_add(1, Relaxed);
                     match p::parse(&frame) {
                         Ok(Frame::Close) => ending = Some(Ending::Close),
+                        Ok(Frame::Request(Request::Watch { snapshot })) => {
+                            ending = Some(Ending::Watch { snapshot })
+                        }
                         Ok(Frame::Request(request)) => batch.push(Ok(request)),
                         Err(bad) => {
                             stats.bad_requests.fetch_add(1, Relaxed);
@@ -121,6 +127,9 @@ pub(super) async fn serve_client(
         match ending {
             Some(Ending::Close) => return,
             Some(Ending::Linger) => return conn.linger_close().await,
+            Some(Ending::Watch { snapshot }) => {
+                return watching::serve(&mut conn, &node, snapshot, &config, &stats, stop.as_mut()).await
+            }
             None => {}
         }
     }
@@ -222,6 +231,7 @@ async fn execute(request: Request, node: &NodeHandle, stats: &ManagerStats) -> V
         Request::Table { .. } => "table",
         Request::Identity => "identity",
         Request::Status => "status",
+        Request::Watch { .. } => "watch",
     };
     let (reply, result) = run(request, node, stats).await;
     stats.observe(kind, result, started.elapsed());
@@ -262,6 +272,10 @@ async fn run(request: Request, node: &NodeHandle, stats: &ManagerStats) -> (Vec<
         Request::Status => {
             let status = node.status();
             (p::completed(p::ACTION_STATUS, &StatusView::new(&status, stats.snapshot())), COMPLETED)
+        }
+        // Taken out of the batch as the connection's ending; never executed as a request.
+        Request::Watch { .. } => {
+            (p::error_reply(p::ACTION_WATCH, &(), "a watch cannot be answered in a batch"), ERROR)
         }
     }
 }

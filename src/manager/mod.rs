@@ -9,6 +9,7 @@ mod handler;
 pub mod protocol;
 mod stats;
 pub mod timestamp;
+mod watching;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;

@@ -35,6 +35,12 @@ pub struct ManagerStats {
     pub requests: AtomicU64,
     pub bad_requests: AtomicU64,
     pub timed_out: AtomicU64,
+    /// Connections watching the change feed now.
+    pub watchers: AtomicU64,
+    /// Watches refused (too many watchers).
+    pub watchers_refused: AtomicU64,
+    /// Watchers cut off because they fell behind.
+    pub watchers_lagged: AtomicU64,
     /// Time from a request's parse to its reply, by type and result.
     latency: LatencyFamily,
 }
@@ -48,6 +54,9 @@ impl Default for ManagerStats {
             requests: AtomicU64::new(0),
             bad_requests: AtomicU64::new(0),
             timed_out: AtomicU64::new(0),
+            watchers: AtomicU64::new(0),
+            watchers_refused: AtomicU64::new(0),
+            watchers_lagged: AtomicU64::new(0),
             latency: Family::new_with_constructor(latency_histogram),
         }
     }
@@ -62,6 +71,9 @@ pub struct StatsSnapshot {
     pub requests: u64,
     pub bad_requests: u64,
     pub timed_out: u64,
+    pub watchers: u64,
+    pub watchers_refused: u64,
+    pub watchers_lagged: u64,
 }
 
 impl ManagerStats {
@@ -86,6 +98,9 @@ impl ManagerStats {
             requests: self.requests.load(Relaxed),
             bad_requests: self.bad_requests.load(Relaxed),
             timed_out: self.timed_out.load(Relaxed),
+            watchers: self.watchers.load(Relaxed),
+            watchers_refused: self.watchers_refused.load(Relaxed),
+            watchers_lagged: self.watchers_lagged.load(Relaxed),
         }
     }
 }

@@ -10,6 +10,8 @@ use crate::core::{Table, TableStats};
 use crate::net::{NetError, NetStats, Network};
 use crate::store::{Store, StoreError, StoreEvent};
 
+use super::feed::{Watch, WatchError};
+
 /// Why the node stopped, or a request could not be served.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -23,6 +25,8 @@ pub enum NodeError {
     /// A commit failed: the node stops rather than acknowledge writes it cannot keep.
     #[error("storage failed: {0}")]
     StorageFailed(Arc<StoreError>),
+    #[error(transparent)]
+    Watch(#[from] WatchError),
     #[error("the node is shutting down")]
     ShuttingDown,
 }
@@ -49,6 +53,11 @@ pub enum Command {
     Write {
         op: WriteOp,
         reply: oneshot::Sender<Result<bool, WriteError>>,
+    },
+    /// Start a watch of the table's changes (see [`super::feed`]).
+    Watch {
+        snapshot: bool,
+        reply: oneshot::Sender<Result<Watch, WatchError>>,
     },
     #[cfg(feature = "test-util")]
     Test(TestCommand),

@@ -4,6 +4,7 @@
 //! view that only the task writes.
 
 mod api;
+mod feed;
 mod task;
 mod timers;
 mod view;
@@ -18,6 +19,7 @@ use crate::core::{PeerFields, PeerRecord};
 
 pub use crate::core::replica::SyncStats;
 pub use api::{NodeError, Parts, Status};
+pub use feed::{Change, Watch, WatchError, MAX_WATCHERS, WATCH_QUEUE};
 
 use api::Command;
 #[cfg(feature = "test-util")]
@@ -67,6 +69,13 @@ impl NodeHandle {
     /// Removes a live record, leaving a tombstone (`false` if there is none).
     pub async fn remove(&self, key: String) -> Result<bool, NodeError> {
         self.write(WriteOp::Remove { key }).await
+    }
+
+    /// Starts a watch: the table now (if `snapshot`), then every change as it becomes durable.
+    pub async fn watch(&self, snapshot: bool) -> Result<Watch, NodeError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Watch { snapshot, reply }).await?;
+        Ok(answer.await.map_err(|_| NodeError::ShuttingDown)??)
     }
 
     /// The live record under `key`. Sees every write this handle's caller was answered for.

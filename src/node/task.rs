@@ -17,6 +17,7 @@ use crate::store::{Job, Store, StoreError, StoreEvent};
 #[cfg(feature = "test-util")]
 use super::api::TestCommand;
 use super::api::{Command, NodeError, Parts};
+use super::feed::Feed;
 use super::timers::Timers;
 use super::view::{Summary, View};
 
@@ -46,6 +47,8 @@ pub(super) struct NodeTask {
     changed: Vec<(String, Option<Arc<PeerRecord>>)>,
     /// Whether the view's addresses and peers are out of date.
     network_changed: bool,
+    /// Local services watching the table's changes.
+    feed: Feed,
     /// Outputs being executed (kept to reuse the allocation).
     outputs: Vec<Output<Live>>,
     /// Why the node must stop, once a commit failed.
@@ -66,6 +69,7 @@ impl NodeTask {
             timers: Timers::new(),
             changed: Vec::new(),
             network_changed: true,
+            feed: Feed::default(),
             outputs: Vec::new(),
             fatal: None,
             #[cfg(feature = "test-util")]
@@ -146,6 +150,7 @@ impl NodeTask {
         self.outputs = outputs;
         // A commit the store would not take is answered as failed, like one that failed.
         for (seq, error) in refused {
+            self.feed.failed(seq);
             self.input(Input::CommitFailed { seq, error });
         }
     }
@@ -153,7 +158,8 @@ impl NodeTask {
     /// Executes one output; returns a commit the store refused.
     fn execute(&mut self, output: Output<Live>) -> Option<(u64, String)> {
         match output {
-            Output::Persist { seq, puts, deletes } => {
+            Output::Persist { seq, puts, deletes, origin } => {
+                self.feed.persisting(seq, &puts, origin);
                 if let Err(e) = self.store.submit(Job { seq, puts, deletes }) {
                     tracing::error!(error = %e, "the store refused a commit");
                     let reason = e.to_string();
@@ -191,8 +197,12 @@ impl NodeTask {
 
     fn store_event(&mut self, event: StoreEvent) {
         match event {
-            StoreEvent::Committed(seq) => self.input(Input::Committed(seq)),
+            StoreEvent::Committed(seq) => {
+                self.feed.committed(seq);
+                self.input(Input::Committed(seq));
+            }
             StoreEvent::Failed(seq, e) => {
+                self.feed.failed(seq);
                 self.input(Input::CommitFailed { seq, error: e.to_string() });
                 self.fatal.get_or_insert(NodeError::StorageFailed(e));
             }
@@ -202,6 +212,9 @@ impl NodeTask {
     fn command(&mut self, command: Command) {
         match command {
             Command::Write { op, reply } => self.input(Input::Write { op, reply }),
+            Command::Watch { snapshot, reply } => {
+                let _ = reply.send(self.feed.subscribe(self.replica.table(), snapshot));
+            }
             #[cfg(feature = "test-util")]
             Command::Test(test) => self.test_command(test),
         }

@@ -160,6 +160,13 @@ impl Collector for NodeCollector {
                 ("refused_not_loopback", m.refused_not_loopback),
             ],
         )?;
+        out.gauge("watchers", "Manager connections watching the change feed.", m.watchers as i64)?;
+        out.counters(
+            "watches_ended",
+            "Watches refused (too many watchers) or cut off for falling behind.",
+            "reason",
+            &[("refused", m.watchers_refused), ("lagged", m.watchers_lagged)],
+        )?;
         out.counter("manager_bad_requests", "Manager requests refused as malformed.", m.bad_requests)?;
         out.counter("manager_timeouts", "Manager clients closed for idling or trickling.", m.timed_out)?;
         Ok(())

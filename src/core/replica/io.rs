@@ -30,6 +30,15 @@ pub type RequestId = u64;
 /// Identifies one commit handed to the store; the store answers with the same number.
 pub type Seq = u64;
 
+/// Where a change to the table came from: what the change feed tells its watchers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A local client's write, or the node's own record.
+    Local,
+    /// A peer's entry, by gossip or anti-entropy.
+    Remote,
+}
+
 /// A write asked for by a local client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteOp {
@@ -163,6 +172,8 @@ pub enum Output<T: Types> {
         seq: Seq,
         puts: Vec<Entry>,
         deletes: Vec<String>,
+        /// Where `puts` came from, for the change feed once they are durable.
+        origin: Origin,
     },
     /// The live record under `key` is now `record` (`None`: gone). Reads see it from now on.
     Applied {

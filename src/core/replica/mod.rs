@@ -31,7 +31,7 @@ use crate::core::{Entry, Table};
 
 pub use antientropy::MAX_SYNC_SESSIONS;
 pub use guard::{BAN_MS, MAX_STRIKES};
-pub use io::{Input, Output, OwnAddress, RequestId, Seq, Timer, Types, Verdict, WriteError, WriteOp};
+pub use io::{Input, Origin, Output, OwnAddress, RequestId, Seq, Timer, Types, Verdict, WriteError, WriteOp};
 
 use antientropy::{Advance, AntiEntropy};
 use guard::{Guard, Struck};
@@ -266,7 +266,7 @@ impl<T: Types> Replica<T> {
             Timer::CollectTombstones => {
                 let expired = self.table.collect_tombstones(now_ms);
                 if !expired.is_empty() {
-                    self.persist(Vec::new(), expired, None, None, false);
+                    self.persist(Vec::new(), expired, None, None, false, Origin::Local);
                 }
                 self.schedule(self.config.gc_interval_ms, Timer::CollectTombstones);
             }
@@ -286,7 +286,7 @@ impl<T: Types> Replica<T> {
         match self.apply_write(op, now_us) {
             Ok(Some(entry)) => {
                 self.stats.local_writes += 1;
-                self.persist(vec![entry], Vec::new(), Some(reply), None, true)
+                self.persist(vec![entry], Vec::new(), Some(reply), None, true, Origin::Local)
             }
             Ok(None) => self.out.push(Output::Reply { to: reply, result: Ok(false) }),
             Err(e) => self.out.push(Output::Reply { to: reply, result: Err(e) }),
@@ -353,7 +353,7 @@ impl<T: Types> Replica<T> {
         }
         let entry = self.table.put(key, record, u64::try_from(now_us / 1000).unwrap_or(0));
         self.applied(&entry);
-        self.persist(vec![entry], Vec::new(), None, None, true);
+        self.persist(vec![entry], Vec::new(), None, None, true, Origin::Local);
     }
 
     fn applied(&mut self, e: &Entry) {
@@ -368,12 +368,13 @@ impl<T: Types> Replica<T> {
         reply: Option<T::Reply>,
         gossip: Option<T::Gossip>,
         publish: bool,
+        origin: Origin,
     ) {
         let seq = self.next_seq;
         self.next_seq += 1;
         let publish = if publish { puts.clone() } else { Vec::new() };
         self.pending.insert(seq, Pending { reply, gossip, publish });
-        self.out.push(Output::Persist { seq, puts, deletes });
+        self.out.push(Output::Persist { seq, puts, deletes, origin });
     }
 
     fn committed(&mut self, seq: Seq) {
@@ -434,7 +435,7 @@ impl<T: Types> Replica<T> {
             self.applied(e);
         }
         // Forwarded (Accept) once durable, in `committed`.
-        self.persist(changed, Vec::new(), None, Some(id), false);
+        self.persist(changed, Vec::new(), None, Some(id), false, Origin::Remote);
     }
 
     fn on_sync_response(&mut self, id: RequestId, response: SyncResponse, now_ms: u64) {
@@ -482,7 +483,7 @@ impl<T: Types> Replica<T> {
             self.applied(e);
         }
         let publish = changed.len() <= MAX_REGOSSIP_ENTRIES;
-        self.persist(changed, Vec::new(), None, None, publish);
+        self.persist(changed, Vec::new(), None, None, publish, Origin::Remote);
     }
 
     fn start_sync(&mut self, peer: T::Peer) {

@@ -511,7 +511,7 @@ impl World {
 
     fn execute(&mut self, i: usize, output: Output<Sim>) {
         match output {
-            Output::Persist { seq, puts, deletes } => {
+            Output::Persist { seq, puts, deletes, .. } => {
                 let node = &mut self.nodes[i];
                 let done_at = node.store_busy_until.max(self.now) + 1 + (self.order % 3);
                 node.store_busy_until = done_at;

@@ -10,6 +10,10 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+mod watch;
+
+pub use watch::{change_line, lagged_line, ready_line, snapshot_line, ACTION_WATCH};
+
 use super::timestamp::{format_micros_into, TIMESTAMP_LEN};
 use crate::core::record::{MAX_PORTS, MAX_STRING_BYTES};
 use crate::core::{validate_key, PeerFields, PeerRecord};
@@ -39,6 +43,8 @@ pub enum Request {
     Identity,
     /// Type 9: node status.
     Status,
+    /// Type 11: turn the connection into a stream of changes, after a snapshot if asked.
+    Watch { snapshot: bool },
 }
 
 /// The `data` of an error reply: `false` for add/update (as the original), `null` otherwise.
@@ -134,6 +140,7 @@ fn parse_request(kind: i128, obj: &Map<String, Value>) -> Result<Option<Request>
         7 => Ok(Request::Get { key: data_and_key(obj, ACTION_GET)?.1 }),
         8 => Ok(Request::Identity),
         9 => Ok(Request::Status),
+        11 => watch::parse(obj),
         5 => Err(BadRequest::new(ACTION_REQUEST, "message_type 5 is reserved and not implemented")),
         n => Err(BadRequest::new(ACTION_REQUEST, format!("unknown message_type {n}"))),
     };
@@ -347,7 +354,7 @@ struct Reply<'a, T: Serialize> {
     error: Option<&'a str>,
 }
 
-fn encode<T: Serialize>(reply: &Reply<'_, T>) -> Vec<u8> {
+fn encode<T: Serialize>(reply: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
     let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
     reply.serialize(&mut ser).expect("replies always serialize");
@@ -454,6 +461,8 @@ pub enum ClientRequest<'a> {
     Identity,
     /// Type 9: node status.
     Status,
+    /// Type 11: turn the connection into a stream of changes, after a snapshot if asked.
+    Watch { snapshot: bool },
 }
 
 impl ClientRequest<'_> {
@@ -486,6 +495,12 @@ impl ClientRequest<'_> {
             }
             ClientRequest::Identity => 8,
             ClientRequest::Status => 9,
+            ClientRequest::Watch { snapshot } => {
+                let mut data = Map::new();
+                data.insert("snapshot".into(), snapshot.into());
+                obj.insert("data".into(), Value::Object(data));
+                11
+            }
         };
         obj.insert("message_type".into(), message_type.into());
         Value::Object(obj)

@@ -1,0 +1,98 @@
+//! A connection in watch mode (type 11): the snapshot, `ready`, then the node's changes as they
+//! become durable, until the client sends type 1 or closes, the node stops, or the watcher falls
+//! so far behind that changes were dropped (then a last `lagged` line says how many).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use crate::node::{NodeHandle, Watch};
+
+use super::config::ManagerConfig;
+use super::connection::{Connection, FrameError};
+use super::protocol::{self as p, Frame};
+use super::stats::ManagerStats;
+
+/// A watcher may stay silent as long as it likes: it is there to listen.
+const WATCH_IDLE: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Changes written per flush when many are queued: one write per batch, not per line.
+const FLUSH_EVERY: usize = 256;
+
+/// Serves the watch until it ends; the caller closes the connection after.
+pub(super) async fn serve(
+    conn: &mut Connection,
+    node: &NodeHandle,
+    snapshot: bool,
+    config: &ManagerConfig,
+    stats: &ManagerStats,
+    mut stop: Pin<&mut impl Future<Output = ()>>,
+) {
+    let wt = config.write_timeout;
+    let watch = match node.watch(snapshot).await {
+        Ok(watch) => watch,
+        Err(e) => {
+            stats.watchers_refused.fetch_add(1, Relaxed);
+            let _ = conn.queue(&p::error_reply(p::ACTION_WATCH, &(), &e.to_string()), wt).await;
+            let _ = conn.flush(wt).await;
+            return;
+        }
+    };
+    stats.watchers.fetch_add(1, Relaxed);
+    let _ = stream(conn, watch, config, stats, stop.as_mut()).await;
+    stats.watchers.fetch_sub(1, Relaxed);
+}
+
+/// `Err` when the client is gone or too slow to take what is written.
+async fn stream(
+    conn: &mut Connection,
+    watch: Watch,
+    config: &ManagerConfig,
+    stats: &ManagerStats,
+    mut stop: Pin<&mut impl Future<Output = ()>>,
+) -> std::io::Result<()> {
+    let wt = config.write_timeout;
+    let Watch { snapshot, mut changes, dropped } = watch;
+    for (key, record) in &snapshot {
+        conn.queue(&p::snapshot_line(key, record), wt).await?;
+    }
+    drop(snapshot);
+    conn.queue(&p::ready_line(), wt).await?;
+    conn.flush(wt).await?;
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut stop => return conn.flush(wt).await,
+            change = changes.recv() => {
+                // `None`: the node is shutting down.
+                let Some(mut change) = change else { return conn.flush(wt).await };
+                for _ in 0..FLUSH_EVERY {
+                    let missed = dropped.load(Relaxed);
+                    if missed > 0 {
+                        stats.watchers_lagged.fetch_add(1, Relaxed);
+                        conn.queue(&p::lagged_line(missed), wt).await?;
+                        return conn.flush(wt).await;
+                    }
+                    conn.queue(&p::change_line(&change.key, change.record.as_deref(), change.origin), wt).await?;
+                    match changes.try_recv() {
+                        Ok(next) => change = next,
+                        Err(_) => break,
+                    }
+                }
+                conn.flush(wt).await?;
+            }
+            frame = conn.read_frame(WATCH_IDLE, config.request_timeout) => match frame {
+                Ok(Some(frame)) => match p::parse(&frame) {
+                    Ok(Frame::Close) => return conn.flush(wt).await,
+                    _ => {
+                        let msg = "this connection is watching: only message_type 1 (or closing it) ends the watch";
+                        conn.queue(&p::error_reply(p::ACTION_WATCH, &(), msg), wt).await?;
+                        conn.flush(wt).await?;
+                    }
+                },
+                Ok(None) | Err(FrameError::Idle) => return Ok(()),
+                Err(_) => return conn.flush(wt).await,
+            },
+        }
+    }
+}
