@@ -9,7 +9,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::core::replica::{ReplicaConfig, DEFAULT_MAX_IN_FLIGHT, DEFAULT_PEER_ENTRY_RATE};
+use crate::core::replica::{
+    ReplicaConfig, DEFAULT_MAX_IN_FLIGHT, DEFAULT_PEER_ENTRY_RATE, DEFAULT_PROBE_INTERVAL_MS,
+};
 use crate::core::{Entry, Table, TableConfig};
 use crate::manager::{self, ManagerConfig, ManagerError};
 use crate::net::{self, Multiaddr, NetConfig, NetError, Network, Psk};
@@ -59,6 +61,8 @@ pub struct NodeConfig {
     pub psk: Option<Psk>,
     /// Unsolicited entries (gossip, pushes) one peer may send per second.
     pub peer_entry_rate: u32,
+    /// While read-only (a commit failed), how often the store is probed.
+    pub probe_interval: Duration,
 }
 
 impl NodeConfig {
@@ -81,6 +85,7 @@ impl NodeConfig {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             psk: None,
             peer_entry_rate: DEFAULT_PEER_ENTRY_RATE,
+            probe_interval: Duration::from_millis(DEFAULT_PROBE_INTERVAL_MS),
         }
     }
 }
@@ -154,7 +159,7 @@ impl RunningNode {
     }
 
     /// Runs until `stop` completes (then shuts down cleanly) or the node task ends by itself
-    /// (a fatal storage error, returned).
+    /// (the store's writer gone, returned).
     pub async fn run_until(mut self, stop: impl std::future::Future<Output = ()>) -> Result<(), NodeError> {
         tokio::select! {
             _ = stop => self.shutdown().await,
@@ -209,6 +214,7 @@ fn replica_config(config: &NodeConfig, peer_id: &str) -> ReplicaConfig {
         gc_interval_ms: config.gc_interval.as_millis() as u64,
         max_in_flight: config.max_in_flight.max(1),
         peer_entry_rate: config.peer_entry_rate,
+        probe_interval_ms: config.probe_interval.as_millis() as u64,
         seed: rand::random(),
     }
 }
