@@ -59,6 +59,22 @@ impl Drop for Tmpfs {
     }
 }
 
+/// Fills what is left of the disk with `path`, to the last block it takes.
+fn fill_up(path: &Path) {
+    use std::io::Write as _;
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0x5a; 4096];
+    loop {
+        match f.write(&chunk) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+            Err(e) => panic!("filling the disk: {e}"),
+        }
+    }
+    let _ = f.sync_all();
+}
+
 fn add(key: &str, name: &str) -> Value {
     json!({"message_type": 3, "data": {"peer_ip": key, "peer_port": "8001", "peer_name": name}})
 }
@@ -174,8 +190,34 @@ async fn a_full_disk_makes_the_node_read_only_and_it_recovers_once_space_is_free
     let r = c.request(&json!({"message_type": 7, "data": {"peer_ip": remote[0]}})).await.unwrap();
     assert_eq!(r["result"], "error", "a remote write is not taken while read-only: {r}");
 
+    // Stopped while read-only, then restarted with the disk full to the last byte: it starts,
+    // serves every acknowledged write, and turns read-only again at its first write.
+    assert!(node.terminate().success(), "a clean exit while read-only; log: {}", node.log());
+    let topup = disk.path.join("topup");
+    fill_up(&topup);
+    let mut node = node.restart().await;
+    let mut c = Client::connect(node.manager, Duration::from_secs(5)).await.unwrap();
+    assert!(
+        missing(&acked, &table_keys(&node).await).is_empty(),
+        "all served after a restart on a full disk"
+    );
+    let mut refused_again = None;
+    for i in 0..MAX_WRITES {
+        let key = format!("10.253.{}.{}", i / 256, i % 256);
+        let r = c.request(&add(&key, "again")).await.unwrap();
+        if r["result"] != "completed" {
+            refused_again = Some(r);
+            break;
+        }
+        acked.push(key);
+    }
+    let r = refused_again.expect("the full disk refuses a write");
+    assert!(r["error"].as_str().is_some_and(|e| e.contains("No space left on device")), "{r}");
+    assert!(!node.status().await["read_only"].is_null());
+
     // Free the space: writes work again, by themselves, soon.
     std::fs::remove_file(&ballast).unwrap();
+    std::fs::remove_file(&topup).unwrap();
     let freed = Instant::now();
     let mut n = 0;
     let recovered = common::try_eventually("a write to succeed again", RECOVERY_LIMIT, async || {
@@ -206,7 +248,8 @@ async fn a_full_disk_makes_the_node_read_only_and_it_recovers_once_space_is_free
     )
     .await;
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert_eq!(log_text.matches("the node is read-only").count(), 1, "logged once on entering: {log_text}");
+    // Once on entering, in each of the two runs, and once on leaving.
+    assert_eq!(log_text.matches("the node is read-only").count(), 2, "logged once on entering: {log_text}");
     assert_eq!(log_text.matches("the node takes writes again").count(), 1, "and once on leaving");
 
     // A clean stop and a restart on the same disk keep every acknowledged write.
