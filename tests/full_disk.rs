@@ -269,3 +269,77 @@ async fn a_full_disk_makes_the_node_read_only_and_it_recovers_once_space_is_free
     let _ = std::io::Write::write_all(&mut std::io::stderr(), summary.as_bytes());
     drop(node);
 }
+
+/// The store alone, on a real full disk: after a failed commit it fails every later job, even
+/// once space is back, until a probe succeeds; so what failed is a clean cut, and a reopen finds
+/// exactly the jobs that were answered as committed.
+#[tokio::test]
+async fn the_store_fails_every_commit_after_a_failed_one_until_a_probe_succeeds() {
+    use udht::core::{PeerFields, PeerRecord, Table};
+    use udht::store::{Job, Loaded, Store, StoreEvent};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = match Tmpfs::mount(&tmp.path().join("disk"), "4m") {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("skipped: cannot mount tmpfs (not root?): {e}");
+            return;
+        }
+    };
+    let dir = disk.path.join("data");
+    let mut table = Table::for_tests(1);
+    let mut put = |i: u64| {
+        let fields =
+            PeerFields { name: Some(format!("record {i} {}", "x".repeat(200))), ..Default::default() };
+        table.put(format!("k{i}"), PeerRecord::create(fields, 1_800_000_000_000_000), 1_800_000_000_000 + i)
+    };
+    let (mut store, mut events) = Store::open(&dir, 64, |_| {}).unwrap();
+    let ballast = disk.path.join("ballast");
+    std::fs::write(&ballast, vec![0x5a; disk.free_bytes().saturating_sub(256 * 1024) as usize]).unwrap();
+
+    let mut committed = BTreeSet::new();
+    let mut seq = 0;
+    let error = loop {
+        seq += 1;
+        assert!(seq < 100_000, "the disk never filled");
+        let e = put(seq);
+        store.submit(Job { seq, puts: vec![e.clone()], deletes: vec![] }).unwrap();
+        match events.recv().await.unwrap() {
+            StoreEvent::Committed(s) if s == seq => committed.insert(e.key),
+            StoreEvent::Failed(s, error) if s == seq => break error.to_string(),
+            other => panic!("unexpected answer to job {seq}: {other:?}"),
+        };
+    };
+    assert!(error.contains("No space left on device"), "{error}");
+    assert!(committed.len() > 10, "some commits fit first ({})", committed.len());
+
+    // Space is back, but the jobs queued after the failure fail too: only a probe ends that.
+    std::fs::remove_file(&ballast).unwrap();
+    for _ in 0..3 {
+        seq += 1;
+        store.submit(Job { seq, puts: vec![put(seq)], deletes: vec![] }).unwrap();
+    }
+    for s in seq - 2..=seq {
+        assert!(matches!(events.recv().await, Some(StoreEvent::Failed(f, _)) if f == s), "job {s} fails");
+    }
+    store.probe().unwrap();
+    let answer = events.recv().await;
+    assert!(matches!(answer, Some(StoreEvent::ProbeOk)), "{answer:?}");
+    seq += 1;
+    let e = put(seq);
+    store.submit(Job { seq, puts: vec![e.clone()], deletes: vec![] }).unwrap();
+    assert!(matches!(events.recv().await, Some(StoreEvent::Committed(s)) if s == seq));
+    committed.insert(e.key);
+    store.close().await;
+    drop(events);
+
+    let mut loaded = BTreeSet::new();
+    let _store = Store::open(&dir, 8, |l| match l {
+        Loaded::Signed(e) => {
+            loaded.insert(e.key);
+        }
+        Loaded::Unsigned(e) => panic!("stored unsigned: {e:?}"),
+    })
+    .unwrap();
+    assert_eq!(loaded, committed, "exactly the committed jobs are on disk");
+}
