@@ -12,6 +12,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use crate::core::sync::SyncResponse;
 use crate::core::{Entry, Stamp, Table};
 
 use super::io::{Output, Seq, Timer, Types, Verdict, WriteError};
@@ -135,8 +136,7 @@ impl<T: Types> Replica<T> {
     pub(super) fn refuse_push(&mut self, to: T::Responder) {
         self.stats.pushes_refused_read_only += 1;
         let reason = "read-only: this node cannot store writes now; try later".to_owned();
-        self.out
-            .push(Output::RespondSync { to, response: crate::core::sync::SyncResponse::Refused { reason } });
+        self.out.push(Output::RespondSync { to, response: SyncResponse::Refused { reason } });
     }
 
     pub(super) fn probe_timer(&mut self) {
