@@ -11,7 +11,9 @@ use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::core::replica::{ReplicaConfig, DEFAULT_MAX_IN_FLIGHT, DEFAULT_PEER_ENTRY_RATE};
+use crate::core::replica::{
+    ReplicaConfig, DEFAULT_MAX_IN_FLIGHT, DEFAULT_PEER_ENTRY_RATE, DEFAULT_PROBE_INTERVAL_MS,
+};
 use crate::core::{Entry, Table, TableConfig};
 use crate::manager::{self, ManagerConfig, ManagerError, ManagerStats};
 use crate::net::{self, Multiaddr, NetConfig, NetError, Network, Psk};
@@ -66,6 +68,8 @@ pub struct NodeConfig {
     pub metrics_addr: Option<SocketAddr>,
     /// Whether the metrics address may be other than loopback (`--metrics-public`).
     pub metrics_public: bool,
+    /// While read-only (a commit failed), how often the store is probed.
+    pub probe_interval: Duration,
 }
 
 impl NodeConfig {
@@ -90,6 +94,7 @@ impl NodeConfig {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             psk: None,
             peer_entry_rate: DEFAULT_PEER_ENTRY_RATE,
+            probe_interval: Duration::from_millis(DEFAULT_PROBE_INTERVAL_MS),
         }
     }
 }
@@ -189,7 +194,7 @@ impl RunningNode {
     }
 
     /// Runs until `stop` completes (then shuts down cleanly) or the node task ends by itself
-    /// (a fatal storage error, returned).
+    /// (the store's writer gone, returned).
     pub async fn run_until(mut self, stop: impl std::future::Future<Output = ()>) -> Result<(), NodeError> {
         tokio::select! {
             _ = stop => self.shutdown().await,
@@ -244,6 +249,7 @@ fn replica_config(config: &NodeConfig, peer_id: &str) -> ReplicaConfig {
         gc_interval_ms: config.gc_interval.as_millis() as u64,
         max_in_flight: config.max_in_flight.max(1),
         peer_entry_rate: config.peer_entry_rate,
+        probe_interval_ms: config.probe_interval.as_millis() as u64,
         seed: rand::random(),
     }
 }

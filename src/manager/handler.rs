@@ -19,6 +19,7 @@ use super::connection::{Connection, FrameError};
 use super::protocol::{self as p, Frame, RecordView, Request, TableView};
 use super::stats::{ManagerStats, StatsSnapshot};
 use super::watching;
+use super::timestamp::{format_micros_into, TIMESTAMP_LEN};
 
 /// Most requests of one connection served at once: when a client has pipelined several, those
 /// already buffered run concurrently (their writes share group commits); replies keep request order.
@@ -200,7 +201,16 @@ struct StatusView<'a> {
     table_stats: &'a TableStats,
     net_stats: &'a NetStats,
     sync_stats: &'a SyncStats,
+    /// `null`, or why and since when the node refuses writes (a commit failed, e.g. disk full).
+    read_only: Option<ReadOnlyView<'a>>,
     manager: StatsSnapshot,
+}
+
+#[derive(Serialize)]
+struct ReadOnlyView<'a> {
+    /// `YYYY-MM-DD HH:MM:SS.ffffff` (UTC), like the records' timestamps.
+    since: String,
+    reason: &'a str,
 }
 
 impl<'a> StatusView<'a> {
@@ -215,6 +225,11 @@ impl<'a> StatusView<'a> {
             table_stats: &s.table_stats,
             net_stats: &s.net_stats,
             sync_stats: &s.sync_stats,
+            read_only: s.read_only.as_ref().map(|r| {
+                let mut buf = [0; TIMESTAMP_LEN];
+                let since = String::from_utf8_lossy(format_micros_into(r.since_us, &mut buf)).into_owned();
+                ReadOnlyView { since, reason: &r.reason }
+            }),
             manager,
         }
     }

@@ -1,11 +1,9 @@
 //! What the node's parts share: its errors, its status, the commands its task serves, and the
 //! parts the app hands it.
 
-use std::sync::Arc;
-
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::replica::{ReplicaConfig, SyncStats, WriteError, WriteOp};
+use crate::core::replica::{ReadOnly, ReplicaConfig, SyncStats, WriteError, WriteOp};
 use crate::core::{Table, TableStats};
 use crate::net::{NetError, NetStats, Network};
 use crate::store::{Store, StoreError, StoreEvent};
@@ -22,9 +20,6 @@ pub enum NodeError {
     /// The replica refused the write, or it could not be made durable.
     #[error(transparent)]
     Write(#[from] WriteError),
-    /// A commit failed: the node stops rather than acknowledge writes it cannot keep.
-    #[error("storage failed: {0}")]
-    StorageFailed(Arc<StoreError>),
     #[error(transparent)]
     Watch(#[from] WatchError),
     #[error("the node is shutting down")]
@@ -45,6 +40,8 @@ pub struct Status {
     pub table_stats: TableStats,
     pub net_stats: NetStats,
     pub sync_stats: SyncStats,
+    /// Set while a failed commit keeps the node read-only.
+    pub read_only: Option<ReadOnly>,
 }
 
 /// One request to the node task. Reads never are: they use the view.

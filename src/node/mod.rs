@@ -124,7 +124,8 @@ impl NodeHandle {
 }
 
 /// Starts the node task. It runs until `shutdown` changes (then commits what is queued and
-/// answers its clients) or storage fails (then it returns the error).
+/// answers its clients) or the store's writer stops (then it returns the error). A failed commit
+/// does not stop it: the node turns read-only until the store commits again.
 pub fn spawn(
     parts: Parts,
     shutdown: watch::Receiver<bool>,

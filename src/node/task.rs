@@ -51,7 +51,8 @@ pub(super) struct NodeTask {
     feed: Feed,
     /// Outputs being executed (kept to reuse the allocation).
     outputs: Vec<Output<Live>>,
-    /// Why the node must stop, once a commit failed.
+    /// Why the node must stop: the store's writer is gone. (A failed commit is not fatal: the
+    /// replica goes read-only and probes the store until it commits again.)
     fatal: Option<NodeError>,
     #[cfg(feature = "test-util")]
     waiters: test_hooks::Waiters,
@@ -141,32 +142,53 @@ impl NodeTask {
     fn input(&mut self, input: Input<Live>) {
         let mut outputs = std::mem::take(&mut self.outputs);
         outputs.extend(self.replica.handle(input, now_micros()));
-        let mut refused = Vec::new();
+        let mut answers = Vec::new();
+        let mut refused: Option<String> = None;
         for output in outputs.drain(..) {
-            if let Some(failed) = self.execute(output) {
-                refused.push(failed);
+            // Once a commit was refused, every later one is too, so that what failed is a clean
+            // cut the replica can roll back (as the store's writer does after a failed commit).
+            if let (Output::Persist { seq, .. }, Some(error)) = (&output, &refused) {
+                answers.push(Input::CommitFailed { seq: *seq, error: error.clone() });
+                continue;
+            }
+            if let Some(answer) = self.execute(output) {
+                if let Input::CommitFailed { error, .. } = &answer {
+                    refused = Some(error.clone());
+                }
+                answers.push(answer);
             }
         }
         self.outputs = outputs;
-        // A commit the store would not take is answered as failed, like one that failed.
-        for (seq, error) in refused {
-            self.feed.failed(seq);
-            self.input(Input::CommitFailed { seq, error });
+        // A commit (or probe) the store would not take is answered as failed, like one that failed.
+        for answer in answers {
+            if let Input::CommitFailed { seq, .. } = &answer {
+                self.feed.failed(*seq);
+            }
+            self.input(answer);
         }
     }
 
-    /// Executes one output; returns a commit the store refused.
-    fn execute(&mut self, output: Output<Live>) -> Option<(u64, String)> {
+    /// Executes one output; returns the answer to a commit or probe the store refused.
+    fn execute(&mut self, output: Output<Live>) -> Option<Input<Live>> {
         match output {
             Output::Persist { seq, puts, deletes, origin } => {
                 self.feed.persisting(seq, &puts, origin);
                 if let Err(e) = self.store.submit(Job { seq, puts, deletes }) {
                     tracing::error!(error = %e, "the store refused a commit");
-                    let reason = e.to_string();
+                    let error = e.to_string();
                     if matches!(e, StoreError::Closed) {
                         self.fatal.get_or_insert(NodeError::Store(e));
                     }
-                    return Some((seq, reason));
+                    return Some(Input::CommitFailed { seq, error });
+                }
+            }
+            Output::Probe => {
+                if let Err(e) = self.store.probe() {
+                    if matches!(e, StoreError::Closed) {
+                        self.fatal.get_or_insert(NodeError::Store(e));
+                        return None;
+                    }
+                    return Some(Input::ProbeFailed { error: e.to_string() });
                 }
             }
             Output::Applied { key, record } => {
@@ -204,8 +226,9 @@ impl NodeTask {
             StoreEvent::Failed(seq, e) => {
                 self.feed.failed(seq);
                 self.input(Input::CommitFailed { seq, error: e.to_string() });
-                self.fatal.get_or_insert(NodeError::StorageFailed(e));
             }
+            StoreEvent::ProbeOk => self.input(Input::ProbeOk),
+            StoreEvent::ProbeFailed(e) => self.input(Input::ProbeFailed { error: e.to_string() }),
         }
     }
 
@@ -260,6 +283,7 @@ impl NodeTask {
             table_stats: table.stats(),
             sync_stats: self.replica.stats(),
             net_stats: self.net.stats(),
+            read_only: self.replica.read_only().cloned(),
         };
         let network = std::mem::take(&mut self.network_changed).then(|| {
             let listen = self.net.listen_addrs().iter().map(|a| a.to_string()).collect();

@@ -7,6 +7,7 @@
 
 mod error;
 mod identity;
+mod writer;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use crate::core::{Entry, PeerRecord, Stamp};
 pub use error::StoreError;
 use error::{db_err, ensure_dir};
 pub use identity::{create_key_file, load_or_create_identity, read_key_file};
+use writer::{Work, Writer};
 
 /// The table's file inside the data dir.
 pub const TABLE_FILE: &str = "table.redb";
@@ -136,14 +138,18 @@ pub struct Job {
 pub enum StoreEvent {
     /// Job `seq` is durable (fsynced).
     Committed(u64),
-    /// Job `seq` could not be made durable.
+    /// Job `seq` could not be made durable. Every later job fails too, until a probe succeeds.
     Failed(u64, Arc<StoreError>),
+    /// The probe ([`Store::probe`]) committed: jobs are taken again.
+    ProbeOk,
+    /// The probe failed: jobs still fail.
+    ProbeFailed(Arc<StoreError>),
 }
 
 /// Handle to the store. Dropping it (or [`Store::close`]) lets the writer finish its queue and stop.
 pub struct Store {
     /// `None` once closing: dropping the sender is what tells the writer to finish.
-    jobs: Option<mpsc::Sender<Job>>,
+    jobs: Option<mpsc::Sender<Work>>,
     writer: Option<JoinHandle<()>>,
 }
 
@@ -193,7 +199,7 @@ impl Store {
         let (events, events_rx) = mpsc::channel(capacity);
         let writer = std::thread::Builder::new()
             .name("udht-store".into())
-            .spawn(move || Writer { db, next_seq, logged }.run(rx, events))
+            .spawn(move || Writer::new(db, path, next_seq, logged).run(rx, events))
             .map_err(|e| StoreError::DataDir { path: dir.to_owned(), source: e })?;
         Ok((Store { jobs: Some(tx), writer: Some(writer) }, events_rx))
     }
@@ -201,8 +207,18 @@ impl Store {
     /// Queues a job without waiting. A full queue is an error, not a wait: the caller bounds
     /// what it has in flight (see [`Store::open`]), so this only happens if that bound is broken.
     pub fn submit(&self, job: Job) -> Result<(), StoreError> {
+        self.send(Work::Commit(job))
+    }
+
+    /// Asks for a probe commit after the jobs queued so far: after a failure, the only way back
+    /// to taking jobs. Answered with [`StoreEvent::ProbeOk`] or [`StoreEvent::ProbeFailed`].
+    pub fn probe(&self) -> Result<(), StoreError> {
+        self.send(Work::Probe)
+    }
+
+    fn send(&self, work: Work) -> Result<(), StoreError> {
         let jobs = self.jobs.as_ref().ok_or(StoreError::Closed)?;
-        jobs.try_send(job).map_err(|e| match e {
+        jobs.try_send(work).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => StoreError::QueueFull,
             mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
         })
@@ -231,107 +247,6 @@ impl Drop for Store {
         if let Some(w) = self.writer.take() {
             let _ = w.join();
         }
-    }
-}
-
-/// The writer thread's state.
-struct Writer {
-    db: Database,
-    /// Key of the next log entry.
-    next_seq: u64,
-    /// Writes in the log, not yet folded into the keyed table.
-    logged: u64,
-}
-
-impl Writer {
-    /// Takes every queued job (up to [`MAX_GROUP`]), commits them in one durable transaction, then
-    /// reports to each. While it commits, new jobs queue up for the next group.
-    fn run(mut self, mut rx: mpsc::Receiver<Job>, events: mpsc::Sender<StoreEvent>) {
-        let mut group = Vec::with_capacity(MAX_GROUP);
-        while let Some(first) = rx.blocking_recv() {
-            group.push(first);
-            while group.len() < MAX_GROUP {
-                match rx.try_recv() {
-                    Ok(job) => group.push(job),
-                    Err(_) => break,
-                }
-            }
-            let result = self.commit(&group).map_err(Arc::new);
-            if let Err(e) = &result {
-                tracing::error!(error = %e, jobs = group.len(), "store commit failed");
-            }
-            for job in group.drain(..) {
-                let event = match &result {
-                    Ok(()) => StoreEvent::Committed(job.seq),
-                    Err(e) => StoreEvent::Failed(job.seq, e.clone()),
-                };
-                // Waits only if the caller broke its bound (see `Store::open`); fails only once
-                // the caller is gone, when nobody is left to tell.
-                if events.blocking_send(event).is_err() {
-                    tracing::debug!("store answers have no receiver any more");
-                }
-            }
-            // After the replies: folding takes a while, and nobody waits for it.
-            if self.logged >= LOG_FOLD_AT {
-                if let Err(e) = self.fold_alone() {
-                    tracing::error!(error = %e, "folding the store's log failed");
-                }
-            }
-        }
-        tracing::debug!("store writer stopped");
-    }
-
-    fn commit(&mut self, group: &[Job]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(db_err)?;
-        let mut seq = self.next_seq;
-        {
-            let mut log = txn.open_table(LOG).map_err(db_err)?;
-            for e in group.iter().flat_map(|job| &job.puts) {
-                log.insert(seq, encode_log(e).as_slice()).map_err(db_err)?;
-                seq += 1;
-            }
-        }
-        let mut folded = false;
-        if group.iter().any(|job| !job.deletes.is_empty()) {
-            // A delete must not be undone by an older write still in the log.
-            Self::fold(&txn)?;
-            folded = true;
-            let mut table = txn.open_table(ENTRIES).map_err(db_err)?;
-            for k in group.iter().flat_map(|job| &job.deletes) {
-                table.remove(k.as_str()).map_err(db_err)?;
-            }
-        }
-        txn.commit().map_err(db_err)?;
-        self.logged = if folded { 0 } else { self.logged + (seq - self.next_seq) };
-        self.next_seq = seq;
-        Ok(())
-    }
-
-    fn fold_alone(&mut self) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(db_err)?;
-        Self::fold(&txn)?;
-        txn.commit().map_err(db_err)?;
-        self.logged = 0;
-        Ok(())
-    }
-
-    /// Moves every logged write into the keyed table, in log order: a key's writes reach the
-    /// store in stamp order (only writes that changed the table are persisted), so the last wins.
-    fn fold(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
-        let mut log = txn.open_table(LOG).map_err(db_err)?;
-        let mut table = txn.open_table(ENTRIES).map_err(db_err)?;
-        for row in log.iter().map_err(db_err)? {
-            let (k, v) = row.map_err(db_err)?;
-            match decode_log(k.value(), v.value())? {
-                Loaded::Signed(e) => {
-                    table.insert(e.key.as_str(), encode(&e).as_slice()).map_err(db_err)?;
-                }
-                // Left to the node's start-up migration, which rewrites or deletes it.
-                Loaded::Unsigned(_) => {}
-            }
-        }
-        log.retain(|_, _| false).map_err(db_err)?;
-        Ok(())
     }
 }
 

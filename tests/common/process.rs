@@ -28,12 +28,20 @@ pub struct NodeProcess {
     pub manager: SocketAddr,
     pub p2p_port: u16,
     pub data_dir: PathBuf,
+    /// Where its stderr (the log) goes: `node.log` in the data dir unless given.
+    log_file: PathBuf,
     args: Vec<String>,
 }
 
 impl NodeProcess {
     /// Starts `udht-node` on free ports with `data_dir`, plus `extra` flags; waits until it answers.
     pub async fn start(data_dir: &Path, extra: &[String]) -> NodeProcess {
+        Self::start_logging_to(data_dir, &data_dir.join("node.log"), extra).await
+    }
+
+    /// [`NodeProcess::start`] with the log in `log_file` (e.g. when the data dir is a small disk
+    /// the test fills).
+    pub async fn start_logging_to(data_dir: &Path, log_file: &Path, extra: &[String]) -> NodeProcess {
         // A port found free may be taken before the node binds it: then the node exits at
         // start-up, and it is tried again on other ports.
         let mut failures = Vec::new();
@@ -49,7 +57,7 @@ impl NodeProcess {
                 format!("/ip4/127.0.0.1/tcp/{p2p_port}"),
             ];
             args.extend(extra.iter().cloned());
-            match Self::spawn_with(data_dir, manager, p2p_port, args).await {
+            match Self::spawn_with(data_dir, log_file, manager, p2p_port, args).await {
                 Ok(node) => return node,
                 Err(e) => failures.push(e),
             }
@@ -59,13 +67,13 @@ impl NodeProcess {
 
     async fn spawn_with(
         data_dir: &Path,
+        log_file: &Path,
         manager: SocketAddr,
         p2p_port: u16,
         args: Vec<String>,
     ) -> Result<NodeProcess, String> {
         std::fs::create_dir_all(data_dir).unwrap();
-        let log =
-            std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join("node.log")).unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log_file).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_udht-node"))
             .args(&args)
             .env("RUST_LOG", "info")
@@ -74,17 +82,21 @@ impl NodeProcess {
             .stderr(log)
             .spawn()
             .expect("spawning udht-node");
-        let mut node = NodeProcess { child, manager, p2p_port, data_dir: data_dir.to_owned(), args };
+        let (data_dir, log_file) = (data_dir.to_owned(), log_file.to_owned());
+        let mut node = NodeProcess { child, manager, p2p_port, data_dir, log_file, args };
         node.wait_ready().await?;
         Ok(node)
     }
 
     /// Starts the same node again (same data dir, ports and flags) after it stopped.
     pub async fn restart(self) -> NodeProcess {
-        let NodeProcess { manager, p2p_port, data_dir, args, .. } = &self;
-        let (manager, p2p_port, data_dir, args) = (*manager, *p2p_port, data_dir.clone(), args.clone());
+        let NodeProcess { manager, p2p_port, data_dir, log_file, args, .. } = &self;
+        let (manager, p2p_port, args) = (*manager, *p2p_port, args.clone());
+        let (data_dir, log_file) = (data_dir.clone(), log_file.clone());
         drop(self);
-        Self::spawn_with(&data_dir, manager, p2p_port, args).await.unwrap_or_else(|e| panic!("{e}"))
+        Self::spawn_with(&data_dir, &log_file, manager, p2p_port, args)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Waits until this node (not another one on the same port: the peer id must be the one of
@@ -109,7 +121,7 @@ impl NodeProcess {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.data_dir.join("node.log")).unwrap_or_default()
+        std::fs::read_to_string(&self.log_file).unwrap_or_default()
     }
 
     /// One request on a fresh connection.
@@ -120,6 +132,11 @@ impl NodeProcess {
 
     pub async fn status(&self) -> Value {
         self.request(json!({"message_type": 9})).await["data"].clone()
+    }
+
+    /// Whether the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     /// SIGKILL: no chance to flush anything.

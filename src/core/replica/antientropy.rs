@@ -101,6 +101,11 @@ impl<P: Copy + Eq + Hash> AntiEntropy<P> {
         self.sessions.remove(&id).map(|(peer, _)| peer)
     }
 
+    /// Ends every session (the replica became read-only).
+    pub fn clear(&mut self) {
+        self.sessions.clear();
+    }
+
     /// Ends any session with `peer` (it left, or was banned).
     pub fn forget(&mut self, peer: &P) {
         self.sessions.retain(|_, (p, _)| p != peer);

@@ -71,6 +71,13 @@ pub enum WriteError {
     WriterFull(usize),
     #[error("the write could not be made durable: {0}")]
     NotDurable(String),
+    /// A commit failed (e.g. the disk is full): the node takes no writes until a probe commit
+    /// succeeds again. Reads keep working.
+    #[error(
+        "this node is read-only: its disk refused a write ({0}); writes are refused until space \
+         is freed (the node retries by itself); reads still work"
+    )]
+    ReadOnly(String),
 }
 
 /// What the node advertises about itself in its own record.
@@ -108,6 +115,8 @@ pub enum Timer {
     CollectTombstones,
     /// Lift bans that ran out.
     Bans,
+    /// Read-only: time to try a probe commit ([`Output::Probe`]).
+    Probe,
 }
 
 /// An event for the replica.
@@ -161,6 +170,12 @@ pub enum Input<T: Types> {
         error: String,
     },
     TimerFired(Timer),
+    /// The probe commit asked for by [`Output::Probe`] succeeded: the store takes writes again.
+    ProbeOk,
+    /// The probe commit failed: the node stays read-only.
+    ProbeFailed {
+        error: String,
+    },
 }
 
 /// Something the runtime must do.
@@ -208,4 +223,7 @@ pub enum Output<T: Types> {
         after_ms: u64,
         timer: Timer,
     },
+    /// Read-only: try a probe commit (after every commit queued before it), then answer with
+    /// [`Input::ProbeOk`] or [`Input::ProbeFailed`].
+    Probe,
 }

@@ -12,6 +12,9 @@ mod antientropy;
 mod guard;
 mod io;
 mod limit;
+mod readonly;
+#[cfg(test)]
+mod readonly_tests;
 #[cfg(any(test, feature = "test-util"))]
 pub mod sim;
 #[cfg(test)]
@@ -32,10 +35,12 @@ use crate::core::{Entry, Table};
 pub use antientropy::MAX_SYNC_SESSIONS;
 pub use guard::{BAN_MS, MAX_STRIKES};
 pub use io::{Input, Origin, Output, OwnAddress, RequestId, Seq, Timer, Types, Verdict, WriteError, WriteOp};
+pub use readonly::{ReadOnly, DEFAULT_PROBE_INTERVAL_MS};
 
 use antientropy::{Advance, AntiEntropy};
 use guard::{Guard, Struck};
 use limit::RateLimit;
+use readonly::{before, undo_of, Undo};
 
 /// Local writes are collected this long before they are published as one delta.
 pub const GOSSIP_BATCH_MS: u64 = 2;
@@ -63,6 +68,8 @@ pub struct ReplicaConfig {
     pub max_in_flight: usize,
     /// See [`DEFAULT_PEER_ENTRY_RATE`].
     pub peer_entry_rate: u32,
+    /// While read-only, how often a probe commit is tried.
+    pub probe_interval_ms: u64,
     /// Seeds the replica's choices (which peer to sync with, jitter), so a simulation replays.
     pub seed: u64,
 }
@@ -90,6 +97,35 @@ pub struct SyncStats {
     pub commits_failed: u64,
     /// Entries refused because their sender was over its rate (dropped gossip, refused pushes).
     pub rate_limited: u64,
+    /// Times the node became read-only (a commit failed).
+    pub read_only_entered: u64,
+    /// Local writes refused while read-only.
+    pub writes_refused_read_only: u64,
+    /// Gossip messages ignored while read-only.
+    pub gossip_ignored_read_only: u64,
+    /// Anti-entropy pushes refused while read-only.
+    pub pushes_refused_read_only: u64,
+    /// Probe commits that failed (the node stayed read-only).
+    pub probes_failed: u64,
+    /// Keys set back to their durable value because the commit that changed them failed.
+    pub keys_rolled_back: u64,
+}
+
+/// Where a commit's entries come from, and whether they are published once durable.
+#[derive(Debug, Clone, Copy)]
+struct Source {
+    origin: Origin,
+    publish: bool,
+}
+
+impl Source {
+    fn local(publish: bool) -> Source {
+        Source { origin: Origin::Local, publish }
+    }
+
+    fn remote(publish: bool) -> Source {
+        Source { origin: Origin::Remote, publish }
+    }
 }
 
 /// What happens when a commit becomes durable.
@@ -100,6 +136,8 @@ struct Pending<T: Types> {
     gossip: Option<T::Gossip>,
     /// Entries to publish once durable (local writes and small repairs).
     publish: Vec<Entry>,
+    /// How to take the change back from the table if the commit fails.
+    undo: Vec<Undo>,
 }
 
 /// One replica of the table and its replication state.
@@ -124,6 +162,8 @@ pub struct Replica<T: Types> {
     guard: Guard<T::Peer>,
     limit: RateLimit<T::Peer>,
     stats: SyncStats,
+    /// Set while commits fail (see `readonly`): no writes are taken.
+    read_only: Option<ReadOnly>,
     out: Vec<Output<T>>,
 }
 
@@ -145,6 +185,7 @@ impl<T: Types> Replica<T> {
             sessions: AntiEntropy::default(),
             guard: Guard::default(),
             stats: SyncStats::default(),
+            read_only: None,
             out: Vec::new(),
         }
     }
@@ -174,9 +215,11 @@ impl<T: Types> Replica<T> {
         let now_ms = u64::try_from(now_us / 1000).unwrap_or(0);
         match input {
             Input::Start => self.start(now_us),
+            Input::Write { op: _, reply } if self.read_only.is_some() => self.refuse_write(reply),
             Input::Write { op, reply } => self.write(op, reply, now_us),
             Input::OwnAddress(address) => {
-                if address != self.own_address {
+                // While read-only the own record is rewritten on leaving.
+                if address != self.own_address && self.read_only.is_none() {
                     self.own_address = address;
                     self.write_own_record(now_us);
                 }
@@ -191,7 +234,13 @@ impl<T: Types> Replica<T> {
                 self.guard.disconnected(&peer);
                 self.limit.forget(&peer);
             }
+            Input::Gossip { id, .. } if self.read_only.is_some() => self.ignore_gossip(id),
             Input::Gossip { from, id, data } => self.on_gossip(from, id, &data, now_ms),
+            Input::SyncRequest { request: SyncRequest::Push { .. }, responder, .. }
+                if self.read_only.is_some() =>
+            {
+                self.refuse_push(responder)
+            }
             Input::SyncRequest { from, request: SyncRequest::Push { entries }, responder }
                 if !self.limit.take(from, entries.len(), now_ms) =>
             {
@@ -202,10 +251,16 @@ impl<T: Types> Replica<T> {
                     .push(Output::RespondSync { to: responder, response: SyncResponse::Refused { reason } });
             }
             Input::SyncRequest { from, request, responder } => {
+                let before = match &request {
+                    SyncRequest::Push { entries } => {
+                        before(&self.table, entries.iter().map(|e| e.key.as_str()))
+                    }
+                    _ => HashMap::new(),
+                };
                 match respond(&mut self.table, request, now_ms) {
                     Ok((response, changed, refused)) => {
                         self.out.push(Output::RespondSync { to: responder, response });
-                        self.repaired(changed);
+                        self.repaired(changed, before);
                         if refused > 0 {
                             self.strike(from, now_ms);
                         }
@@ -222,8 +277,10 @@ impl<T: Types> Replica<T> {
                 None => self.stats.stale_answers += 1,
             },
             Input::Committed(seq) => self.committed(seq),
-            Input::CommitFailed { seq, error } => self.commit_failed(seq, error),
+            Input::CommitFailed { seq, error } => self.commit_failed(seq, error, now_us),
             Input::TimerFired(timer) => self.timer(timer, now_us),
+            Input::ProbeOk => self.probe_ok(now_us),
+            Input::ProbeFailed { error } => self.probe_failed(error),
         }
         self.out.drain(..)
     }
@@ -260,13 +317,19 @@ impl<T: Types> Replica<T> {
                 self.schedule(self.config.sync_interval_ms, Timer::Sync);
             }
             Timer::Refresh => {
-                self.write_own_record(now_us);
+                // Skipped while read-only: leaving writes it.
+                if self.read_only.is_none() {
+                    self.write_own_record(now_us);
+                }
                 self.schedule(self.config.refresh_interval_ms, Timer::Refresh);
             }
             Timer::CollectTombstones => {
-                let expired = self.table.collect_tombstones(now_ms);
+                // Skipped while read-only. A collection whose commit fails is not undone: the
+                // disk then still holds expired tombstones, which carry nothing and go next time.
+                let expired =
+                    if self.read_only.is_none() { self.table.collect_tombstones(now_ms) } else { Vec::new() };
                 if !expired.is_empty() {
-                    self.persist(Vec::new(), expired, None, None, false, Origin::Local);
+                    self.persist(Vec::new(), expired, None, None, Source::local(false), Vec::new());
                 }
                 self.schedule(self.config.gc_interval_ms, Timer::CollectTombstones);
             }
@@ -277,16 +340,19 @@ impl<T: Types> Replica<T> {
                 }
                 self.arm_bans(now_ms);
             }
+            Timer::Probe => self.probe_timer(),
         }
     }
 
     /// A local client's write: checked here (the table's limits, the own record), applied, and
     /// handed to the store; the client is answered once it is durable.
     fn write(&mut self, op: WriteOp, reply: T::Reply, now_us: i64) {
+        let before = before(&self.table, [op.key()]);
         match self.apply_write(op, now_us) {
             Ok(Some(entry)) => {
                 self.stats.local_writes += 1;
-                self.persist(vec![entry], Vec::new(), Some(reply), None, true, Origin::Local)
+                let undo = undo_of(&self.table, before, std::slice::from_ref(&entry));
+                self.persist(vec![entry], Vec::new(), Some(reply), None, Source::local(true), undo)
             }
             Ok(None) => self.out.push(Output::Reply { to: reply, result: Ok(false) }),
             Err(e) => self.out.push(Output::Reply { to: reply, result: Err(e) }),
@@ -351,9 +417,11 @@ impl<T: Types> Replica<T> {
             self.stats.own_record_refused += 1;
             return;
         }
+        let before = before(&self.table, [key.as_str()]);
         let entry = self.table.put(key, record, u64::try_from(now_us / 1000).unwrap_or(0));
         self.applied(&entry);
-        self.persist(vec![entry], Vec::new(), None, None, true, Origin::Local);
+        let undo = undo_of(&self.table, before, std::slice::from_ref(&entry));
+        self.persist(vec![entry], Vec::new(), None, None, Source::local(true), undo);
     }
 
     fn applied(&mut self, e: &Entry) {
@@ -367,14 +435,14 @@ impl<T: Types> Replica<T> {
         deletes: Vec<String>,
         reply: Option<T::Reply>,
         gossip: Option<T::Gossip>,
-        publish: bool,
-        origin: Origin,
+        source: Source,
+        undo: Vec<Undo>,
     ) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let publish = if publish { puts.clone() } else { Vec::new() };
-        self.pending.insert(seq, Pending { reply, gossip, publish });
-        self.out.push(Output::Persist { seq, puts, deletes, origin });
+        let publish = if source.publish { puts.clone() } else { Vec::new() };
+        self.pending.insert(seq, Pending { reply, gossip, publish, undo });
+        self.out.push(Output::Persist { seq, puts, deletes, origin: source.origin });
     }
 
     fn committed(&mut self, seq: Seq) {
@@ -394,19 +462,6 @@ impl<T: Types> Replica<T> {
         }
     }
 
-    /// The commit failed: its client hears why; what it carried is neither acknowledged nor
-    /// forwarded (it is not durable here).
-    fn commit_failed(&mut self, seq: Seq, error: String) {
-        let Some(done) = self.pending.remove(&seq) else { return };
-        self.stats.commits_failed += 1;
-        if let Some(to) = done.reply {
-            self.out.push(Output::Reply { to, result: Err(WriteError::NotDurable(error)) });
-        }
-        if let Some(id) = done.gossip {
-            self.out.push(Output::GossipVerdict { id, verdict: Verdict::Ignore });
-        }
-    }
-
     /// Judges a gossip message as a whole: every entry must be valid (signed by its writer, the
     /// writer owning the key if it is a peer id, within limits and skew) before any is merged.
     fn on_gossip(&mut self, from: T::Peer, id: T::Gossip, data: &[u8], now_ms: u64) {
@@ -421,6 +476,7 @@ impl<T: Types> Replica<T> {
             Ok(entries) => Some(entries),
             Err(_) => None,
         };
+        let before = entries.as_ref().map(|es| before(&self.table, es.iter().map(|e| e.key.as_str())));
         let merged = entries.and_then(|entries| self.table.merge_delta(entries, now_ms).ok());
         let Some(changed) = merged else {
             self.out.push(Output::GossipVerdict { id, verdict: Verdict::Reject });
@@ -434,17 +490,24 @@ impl<T: Types> Replica<T> {
         for e in &changed {
             self.applied(e);
         }
+        let undo = undo_of(&self.table, before.unwrap_or_default(), &changed);
         // Forwarded (Accept) once durable, in `committed`.
-        self.persist(changed, Vec::new(), None, Some(id), false, Origin::Remote);
+        self.persist(changed, Vec::new(), None, Some(id), Source::remote(false), undo);
     }
 
     fn on_sync_response(&mut self, id: RequestId, response: SyncResponse, now_ms: u64) {
+        let before = match &response {
+            SyncResponse::Entries { entries, .. } => {
+                before(&self.table, entries.iter().map(|e| e.key.as_str()))
+            }
+            _ => HashMap::new(),
+        };
         let Some(answered) = self.sessions.on_response(id, &mut self.table, response, now_ms) else {
             self.stats.stale_answers += 1;
             return;
         };
         let peer = answered.peer;
-        self.repaired(answered.changed);
+        self.repaired(answered.changed, before);
         if answered.refused > 0 {
             self.strike(peer, now_ms);
         }
@@ -474,7 +537,7 @@ impl<T: Types> Replica<T> {
     }
 
     /// Persists what anti-entropy changed; a small repair is also regossiped.
-    fn repaired(&mut self, changed: Vec<Entry>) {
+    fn repaired(&mut self, changed: Vec<Entry>, before: HashMap<String, Option<Entry>>) {
         if changed.is_empty() {
             return;
         }
@@ -482,12 +545,14 @@ impl<T: Types> Replica<T> {
         for e in &changed {
             self.applied(e);
         }
+        let undo = undo_of(&self.table, before, &changed);
         let publish = changed.len() <= MAX_REGOSSIP_ENTRIES;
-        self.persist(changed, Vec::new(), None, None, publish, Origin::Remote);
+        self.persist(changed, Vec::new(), None, None, Source::remote(publish), undo);
     }
 
     fn start_sync(&mut self, peer: T::Peer) {
-        if self.guard.is_banned(&peer) {
+        // A read-only node would have to drop what it pulls.
+        if self.guard.is_banned(&peer) || self.read_only.is_some() {
             return;
         }
         let offset = self.rng.gen();

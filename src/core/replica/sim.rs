@@ -63,6 +63,9 @@ pub struct SimConfig {
     pub partitions: bool,
     /// Crash and restart replicas now and then during the fault phase.
     pub crashes: bool,
+    /// Fill replicas' disks now and then during the fault phase: their commits fail until the
+    /// disk is freed (a while later, or when the faults end) and a probe commit succeeds.
+    pub full_disks: bool,
     /// Each replica's clock is off by up to this much (either way).
     pub clock_skew_ms: u64,
     /// How long after the faults end the replicas have to converge.
@@ -85,6 +88,7 @@ impl SimConfig {
             duplicate: 0.02,
             partitions: true,
             crashes: true,
+            full_disks: true,
             clock_skew_ms: 200,
             settle_limit_ms: 120_000,
             sync_interval_ms: 1_000,
@@ -107,6 +111,11 @@ pub struct SimReport {
     pub crashes: usize,
     pub partitions: usize,
     pub lost_messages: u64,
+    /// Times a replica's store started failing commits (a full disk met a commit).
+    pub store_outages: usize,
+    /// Replicas whose table, when their store was probed, was not what the store held (a failed
+    /// commit not rolled back, or rolled back wrongly): must stay empty.
+    pub half_applied: Vec<usize>,
     /// (banning replica, banned replica): must stay empty, every replica being honest.
     pub bans: Vec<(usize, usize)>,
 }
@@ -126,6 +135,8 @@ pub enum SimError {
     LostWrite { seed: u64, key: String, stamp: String, replica: usize },
     #[error("seed {seed}: honest replicas were banned (banning, banned): {bans:?}")]
     HonestPeerBanned { seed: u64, bans: Vec<(usize, usize)> },
+    #[error("seed {seed}: replicas {replicas:?} held changes their failed commits had not stored")]
+    HalfApplied { seed: u64, replicas: Vec<usize> },
     #[error("seed {seed}: key {key:?} ended at {got}, the highest durable write is {want}")]
     WrongWinner { seed: u64, key: String, got: String, want: String },
 }
@@ -138,13 +149,43 @@ enum Msg {
 }
 
 enum Event {
-    Deliver { from: usize, to: usize, incarnation: u64, msg: Msg },
-    RequestTimeout { node: usize, incarnation: u64, id: RequestId },
-    Commit { node: usize, incarnation: u64 },
-    Timer { node: usize, incarnation: u64, timer: Timer },
-    Write { node: usize, write: u64 },
+    Deliver {
+        from: usize,
+        to: usize,
+        incarnation: u64,
+        msg: Msg,
+    },
+    RequestTimeout {
+        node: usize,
+        incarnation: u64,
+        id: RequestId,
+    },
+    Commit {
+        node: usize,
+        incarnation: u64,
+    },
+    /// The store reaches a probe queued behind its commits.
+    Probe {
+        node: usize,
+        incarnation: u64,
+    },
+    DiskFull,
+    DiskFreed {
+        node: usize,
+    },
+    Timer {
+        node: usize,
+        incarnation: u64,
+        timer: Timer,
+    },
+    Write {
+        node: usize,
+        write: u64,
+    },
     Crash,
-    Restart { node: usize },
+    Restart {
+        node: usize,
+    },
     Partition,
     Heal,
     FaultsEnd,
@@ -162,6 +203,10 @@ struct Node {
     in_flight: VecDeque<(Seq, Vec<Entry>, Vec<String>)>,
     /// When the last queued commit completes (commits complete in order).
     store_busy_until: u64,
+    /// The disk is full: commits and probes fail.
+    disk_full: bool,
+    /// A commit failed: every later one fails too until a probe succeeds (as the real store).
+    store_failed: bool,
     /// Gossip messages seen (gossipsub's seen cache).
     seen: HashSet<u64>,
     /// Outstanding anti-entropy requests.
@@ -228,6 +273,8 @@ impl World {
                 store: HashMap::new(),
                 in_flight: VecDeque::new(),
                 store_busy_until: 0,
+                disk_full: false,
+                store_failed: false,
                 seen: HashSet::new(),
                 outstanding: HashSet::new(),
             })
@@ -300,6 +347,10 @@ impl World {
                 let t = self.rng.gen_range(0..c.fault_ms);
                 self.at(t, Event::Partition);
             }
+            if c.full_disks {
+                let t = self.rng.gen_range(0..c.fault_ms);
+                self.at(t, Event::DiskFull);
+            }
         }
         self.at(c.fault_ms, Event::FaultsEnd);
     }
@@ -316,6 +367,7 @@ impl World {
             gc_interval_ms: 24 * 3600 * 1000,
             max_in_flight: 64,
             peer_entry_rate: super::DEFAULT_PEER_ENTRY_RATE,
+            probe_interval_ms: super::DEFAULT_PROBE_INTERVAL_MS,
             seed: self.config.seed ^ ((i as u64) << 32) ^ node.incarnation,
         };
         node.replica = Some(Replica::new(config, table));
@@ -339,6 +391,18 @@ impl World {
                     self.commit(node);
                 }
             }
+            Event::Probe { node, incarnation } => {
+                if self.nodes[node].incarnation == incarnation {
+                    self.probe(node);
+                }
+            }
+            Event::DiskFull => {
+                let node = self.rng.gen_range(0..self.nodes.len());
+                self.nodes[node].disk_full = true;
+                let freed_after = self.rng.gen_range(500..5_000);
+                self.at(freed_after, Event::DiskFreed { node });
+            }
+            Event::DiskFreed { node } => self.nodes[node].disk_full = false,
             Event::Timer { node, incarnation, timer } => {
                 if self.nodes[node].incarnation == incarnation {
                     self.input(node, Input::TimerFired(timer));
@@ -392,6 +456,7 @@ impl World {
         node.outstanding.clear();
         node.seen.clear();
         node.store_busy_until = 0;
+        node.store_failed = false;
         self.report.crashes += 1;
         self.relink();
         let down_for = self.rng.gen_range(300..3_000);
@@ -416,6 +481,7 @@ impl World {
             }
         }
         self.side.iter_mut().for_each(|s| *s = 0);
+        self.nodes.iter_mut().for_each(|n| n.disk_full = false);
         self.relink();
         self.faults_over_at = Some(self.now);
         self.at(CHECK_EVERY_MS, Event::Check);
@@ -557,6 +623,14 @@ impl World {
                 let incarnation = self.nodes[i].incarnation;
                 self.at(after_ms, Event::Timer { node: i, incarnation, timer });
             }
+            Output::Probe => {
+                // Behind the queued commits, like the real store's.
+                let node = &mut self.nodes[i];
+                let done_at = node.store_busy_until.max(self.now) + 1;
+                node.store_busy_until = done_at;
+                let incarnation = node.incarnation;
+                self.at(done_at - self.now, Event::Probe { node: i, incarnation });
+            }
         }
     }
 }
@@ -576,6 +650,12 @@ impl World {
     fn commit(&mut self, i: usize) {
         let Some((seq, puts, deletes)) = self.nodes[i].in_flight.pop_front() else { return };
         let node = &mut self.nodes[i];
+        if node.disk_full || node.store_failed {
+            self.report.store_outages += usize::from(!node.store_failed);
+            node.store_failed = true;
+            self.input(i, Input::CommitFailed { seq, error: "No space left on device".into() });
+            return;
+        }
         for k in deletes {
             node.store.remove(&k);
         }
@@ -591,6 +671,25 @@ impl World {
         self.input(i, Input::Committed(seq));
     }
 
+    /// The store of replica `i` tries a probe commit.
+    fn probe(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        // Read-only, every failed commit rolled back: the table must be what the store holds.
+        if let Some(r) = node.replica.as_ref() {
+            let stored = Table::load(signer(i), "sim", TableConfig::default(), node.store.values().cloned());
+            if r.read_only().is_some() && r.pending_commits() == 0 && r.table().root() != stored.root() {
+                self.report.half_applied.push(i);
+            }
+        }
+        let node = &mut self.nodes[i];
+        if node.disk_full {
+            self.input(i, Input::ProbeFailed { error: "No space left on device".into() });
+        } else {
+            node.store_failed = false;
+            self.input(i, Input::ProbeOk);
+        }
+    }
+
     fn roots(&self) -> Vec<u128> {
         self.nodes.iter().filter_map(|n| n.replica.as_ref().map(|r| r.table().root())).collect()
     }
@@ -602,10 +701,10 @@ impl World {
     /// After the faults: converged (same digest everywhere, nothing in flight)? Then check the
     /// properties and end the run.
     fn check(&mut self) -> Option<Result<SimReport, SimError>> {
-        let quiet = self
-            .nodes
-            .iter()
-            .all(|n| n.in_flight.is_empty() && n.replica.as_ref().is_some_and(|r| r.pending_commits() == 0));
+        let quiet = self.nodes.iter().all(|n| {
+            let idle = |r: &Replica<Sim>| r.pending_commits() == 0 && r.read_only().is_none();
+            n.in_flight.is_empty() && n.replica.as_ref().is_some_and(idle)
+        });
         if !quiet || self.distinct_digests() != 1 {
             self.at(CHECK_EVERY_MS, Event::Check);
             return None;
@@ -622,6 +721,9 @@ impl World {
         let seed = self.config.seed;
         if !self.report.bans.is_empty() {
             return Err(SimError::HonestPeerBanned { seed, bans: self.report.bans.clone() });
+        }
+        if !self.report.half_applied.is_empty() {
+            return Err(SimError::HalfApplied { seed, replicas: self.report.half_applied.clone() });
         }
         for (i, node) in self.nodes.iter().enumerate() {
             let table = node.replica.as_ref().expect("every replica runs at the end").table();

@@ -595,6 +595,22 @@ impl Table {
         self.stats.tombstones_collected += expired.len() as u64;
         expired
     }
+
+    /// Undoes a local change that could not be made durable: if `key` still holds what that
+    /// change wrote (`written`: its stamp, `None` when it removed the key), it is set back to
+    /// `previous` (`None`: absent), bypassing last-writer-wins, which would keep the newer stamp.
+    /// Returns whether anything changed. Used only to roll back failed commits (read-only mode).
+    pub fn restore(&mut self, key: &str, written: Option<Stamp>, previous: Option<Entry>) -> bool {
+        if self.entries.get(key).map(|r| r.marker) != written {
+            return false;
+        }
+        self.uninstall(key);
+        if let Some(e) = previous {
+            let reg = e.register();
+            self.install(e.key, reg);
+        }
+        true
+    }
 }
 
 #[cfg(test)]
