@@ -9,7 +9,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::core::replica::{ReplicaConfig, DEFAULT_MAX_IN_FLIGHT, DEFAULT_PEER_ENTRY_RATE};
+use crate::core::replica::{
+    ReplicaConfig, DEFAULT_CLOCK_WAIT_MS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_PEER_ENTRY_RATE,
+};
 use crate::core::{Entry, Table, TableConfig};
 use crate::manager::{self, ManagerConfig, ManagerError};
 use crate::net::{self, Multiaddr, NetConfig, NetError, Network, Psk};
@@ -59,6 +61,9 @@ pub struct NodeConfig {
     pub psk: Option<Psk>,
     /// Unsolicited entries (gossip, pushes) one peer may send per second.
     pub peer_entry_rate: u32,
+    /// At start, the own record waits this long for a clock comparison with a peer; only when
+    /// bootstrap peers are given (without, there is nobody to find at start).
+    pub clock_wait: Duration,
 }
 
 impl NodeConfig {
@@ -81,6 +86,7 @@ impl NodeConfig {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             psk: None,
             peer_entry_rate: DEFAULT_PEER_ENTRY_RATE,
+            clock_wait: Duration::from_millis(DEFAULT_CLOCK_WAIT_MS),
         }
     }
 }
@@ -210,6 +216,7 @@ fn replica_config(config: &NodeConfig, peer_id: &str) -> ReplicaConfig {
         max_in_flight: config.max_in_flight.max(1),
         peer_entry_rate: config.peer_entry_rate,
         seed: rand::random(),
+        clock_wait_ms: if config.bootstrap.is_empty() { 0 } else { config.clock_wait.as_millis() as u64 },
     }
 }
 

@@ -180,6 +180,13 @@ struct StatusView<'a> {
     table_stats: &'a TableStats,
     net_stats: &'a NetStats,
     sync_stats: &'a SyncStats,
+    /// How far this node's clock is ahead of its peers' (negative: behind), median of
+    /// `clock_peers` peers; null until compared.
+    clock_offset_ms: Option<i64>,
+    clock_peers: usize,
+    /// Null while the clock is within half the max skew (or not compared yet); otherwise what is
+    /// wrong, and whether writes are refused.
+    clock: Option<String>,
     manager: StatsSnapshot,
 }
 
@@ -195,6 +202,9 @@ impl<'a> StatusView<'a> {
             table_stats: &s.table_stats,
             net_stats: &s.net_stats,
             sync_stats: &s.sync_stats,
+            clock_offset_ms: s.clock.offset_ms,
+            clock_peers: s.clock.peers,
+            clock: s.clock.warning(),
             manager,
         }
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::replica::{ReplicaConfig, SyncStats, WriteError, WriteOp};
+use crate::core::replica::{ClockReport, ReplicaConfig, SyncStats, WriteError, WriteOp};
 use crate::core::{Table, TableStats};
 use crate::net::{NetError, NetStats, Network};
 use crate::store::{Store, StoreError, StoreEvent};
@@ -41,6 +41,8 @@ pub struct Status {
     pub table_stats: TableStats,
     pub net_stats: NetStats,
     pub sync_stats: SyncStats,
+    /// This node's clock offset against its peers.
+    pub clock: ClockReport,
 }
 
 /// One request to the node task. Reads never are: they use the view.

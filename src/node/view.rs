@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use crate::core::{digest_hex, PeerRecord, Table, TableStats};
 use crate::net::NetStats;
 
-use crate::core::replica::SyncStats;
+use crate::core::replica::{ClockReport, SyncStats};
 
 use super::api::Status;
 
@@ -27,6 +27,7 @@ pub(super) struct Summary {
     pub table_stats: TableStats,
     pub sync_stats: SyncStats,
     pub net_stats: NetStats,
+    pub clock: ClockReport,
 }
 
 #[derive(Debug)]
@@ -90,6 +91,7 @@ impl View {
             table_stats: s.summary.table_stats,
             net_stats: s.summary.net_stats,
             sync_stats: s.summary.sync_stats,
+            clock: s.summary.clock,
         }
     }
 

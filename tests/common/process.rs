@@ -29,11 +29,18 @@ pub struct NodeProcess {
     pub p2p_port: u16,
     pub data_dir: PathBuf,
     args: Vec<String>,
+    /// Extra environment of the process (e.g. libfaketime's), kept for restarts.
+    env: Vec<(String, String)>,
 }
 
 impl NodeProcess {
     /// Starts `udht-node` on free ports with `data_dir`, plus `extra` flags; waits until it answers.
     pub async fn start(data_dir: &Path, extra: &[String]) -> NodeProcess {
+        Self::start_with_env(data_dir, extra, &[]).await
+    }
+
+    /// [`NodeProcess::start`] with extra environment variables for the process.
+    pub async fn start_with_env(data_dir: &Path, extra: &[String], env: &[(String, String)]) -> NodeProcess {
         // A port found free may be taken before the node binds it: then the node exits at
         // start-up, and it is tried again on other ports.
         let mut failures = Vec::new();
@@ -49,7 +56,7 @@ impl NodeProcess {
                 format!("/ip4/127.0.0.1/tcp/{p2p_port}"),
             ];
             args.extend(extra.iter().cloned());
-            match Self::spawn_with(data_dir, manager, p2p_port, args).await {
+            match Self::spawn_with(data_dir, manager, p2p_port, args, env.to_vec()).await {
                 Ok(node) => return node,
                 Err(e) => failures.push(e),
             }
@@ -62,6 +69,7 @@ impl NodeProcess {
         manager: SocketAddr,
         p2p_port: u16,
         args: Vec<String>,
+        env: Vec<(String, String)>,
     ) -> Result<NodeProcess, String> {
         std::fs::create_dir_all(data_dir).unwrap();
         let log =
@@ -69,22 +77,24 @@ impl NodeProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_udht-node"))
             .args(&args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("spawning udht-node");
-        let mut node = NodeProcess { child, manager, p2p_port, data_dir: data_dir.to_owned(), args };
+        let mut node = NodeProcess { child, manager, p2p_port, data_dir: data_dir.to_owned(), args, env };
         node.wait_ready().await?;
         Ok(node)
     }
 
     /// Starts the same node again (same data dir, ports and flags) after it stopped.
     pub async fn restart(self) -> NodeProcess {
-        let NodeProcess { manager, p2p_port, data_dir, args, .. } = &self;
-        let (manager, p2p_port, data_dir, args) = (*manager, *p2p_port, data_dir.clone(), args.clone());
+        let NodeProcess { manager, p2p_port, data_dir, args, env, .. } = &self;
+        let (manager, p2p_port, data_dir, args, env) =
+            (*manager, *p2p_port, data_dir.clone(), args.clone(), env.clone());
         drop(self);
-        Self::spawn_with(&data_dir, manager, p2p_port, args).await.unwrap_or_else(|e| panic!("{e}"))
+        Self::spawn_with(&data_dir, manager, p2p_port, args, env).await.unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Waits until this node (not another one on the same port: the peer id must be the one of
