@@ -12,7 +12,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::core::replica::{
-    ReplicaConfig, DEFAULT_MAX_IN_FLIGHT, DEFAULT_PEER_ENTRY_RATE, DEFAULT_PROBE_INTERVAL_MS,
+    ReplicaConfig, DEFAULT_CLOCK_WAIT_MS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_PEER_ENTRY_RATE,
+    DEFAULT_PROBE_INTERVAL_MS,
 };
 use crate::core::{Entry, Table, TableConfig};
 use crate::manager::{self, ManagerConfig, ManagerError, ManagerStats};
@@ -70,6 +71,9 @@ pub struct NodeConfig {
     pub metrics_public: bool,
     /// While read-only (a commit failed), how often the store is probed.
     pub probe_interval: Duration,
+    /// At start, the own record waits this long for a clock comparison with a peer; only when
+    /// bootstrap peers are given (without, there is nobody to find at start).
+    pub clock_wait: Duration,
 }
 
 impl NodeConfig {
@@ -95,6 +99,7 @@ impl NodeConfig {
             psk: None,
             peer_entry_rate: DEFAULT_PEER_ENTRY_RATE,
             probe_interval: Duration::from_millis(DEFAULT_PROBE_INTERVAL_MS),
+            clock_wait: Duration::from_millis(DEFAULT_CLOCK_WAIT_MS),
         }
     }
 }
@@ -251,6 +256,7 @@ fn replica_config(config: &NodeConfig, peer_id: &str) -> ReplicaConfig {
         peer_entry_rate: config.peer_entry_rate,
         probe_interval_ms: config.probe_interval.as_millis() as u64,
         seed: rand::random(),
+        clock_wait_ms: if config.bootstrap.is_empty() { 0 } else { config.clock_wait.as_millis() as u64 },
     }
 }
 

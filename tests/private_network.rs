@@ -19,6 +19,9 @@ fn on_loopback(psk: Option<Psk>, bootstrap: Option<Multiaddr>) -> impl FnOnce(&m
         c.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
         c.bootstrap = bootstrap.into_iter().collect();
         c.psk = psk;
+        // These nodes never meet a peer to compare clocks with: their own record is written at
+        // once instead of after the wait, so "only its own record" is checked at once too.
+        c.clock_wait = Duration::ZERO;
     }
 }
 

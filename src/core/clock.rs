@@ -93,6 +93,18 @@ impl Hlc {
         Ok(())
     }
 
+    /// How far a remote stamp may be ahead of our wall clock.
+    pub fn max_skew_ms(&self) -> u64 {
+        self.max_skew_ms
+    }
+
+    /// How far the greatest stamp issued or observed is ahead of `now_ms` (0 if not ahead): above
+    /// the max skew only if this node stamped writes while its clock was ahead and it has since
+    /// been set back, since remote stamps that far ahead are never observed.
+    pub fn lead_ms(&self, now_ms: u64) -> u64 {
+        self.last.0.saturating_sub(now_ms)
+    }
+
     /// Moves the clock past a stamp we accepted, so our next write is ordered after it.
     pub fn observe(&mut self, remote: &Stamp) {
         if (remote.millis, remote.counter) > self.last {
@@ -148,6 +160,15 @@ mod tests {
             c.check(&remote, 100_000 - 60_001),
             Err(ClockError::TooFarAhead { ahead_ms: 60_001, max_skew_ms: 60_000 })
         );
+    }
+
+    #[test]
+    fn the_lead_is_how_far_the_last_stamp_is_ahead_of_the_wall_clock() {
+        let mut c = hlc(1);
+        c.tick(400_000);
+        assert_eq!(c.lead_ms(100_000), 300_000, "stamped with a clock 5 min ahead, then set back");
+        assert_eq!(c.lead_ms(400_000), 0);
+        assert_eq!(c.lead_ms(500_000), 0);
     }
 
     #[test]

@@ -64,6 +64,16 @@ pub enum SyncResponse {
     },
 }
 
+/// A response as it travels: the answer and the responder's wall clock when it answered, from
+/// which the requester estimates its clock offset (see `replica::skew`). Added in sync protocol
+/// 3.0.0: a node of 2.0.0 and one of 3.0.0 do not sync (their requests fail as unsupported).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncReply {
+    /// Microseconds since the Unix epoch, by the responder's clock.
+    pub clock_us: i64,
+    pub response: SyncResponse,
+}
+
 /// A peer broke the sync protocol.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SyncError {

@@ -18,8 +18,8 @@ use super::config::ManagerConfig;
 use super::connection::{Connection, FrameError};
 use super::protocol::{self as p, Frame, RecordView, Request, TableView};
 use super::stats::{ManagerStats, StatsSnapshot};
-use super::watching;
 use super::timestamp::{format_micros_into, TIMESTAMP_LEN};
+use super::watching;
 
 /// Most requests of one connection served at once: when a client has pipelined several, those
 /// already buffered run concurrently (their writes share group commits); replies keep request order.
@@ -203,6 +203,13 @@ struct StatusView<'a> {
     sync_stats: &'a SyncStats,
     /// `null`, or why and since when the node refuses writes (a commit failed, e.g. disk full).
     read_only: Option<ReadOnlyView<'a>>,
+    /// How far this node's clock is ahead of its peers' (negative: behind), median of
+    /// `clock_peers` peers; null until compared.
+    clock_offset_ms: Option<i64>,
+    clock_peers: usize,
+    /// Null while the clock is within half the max skew (or not compared yet); otherwise what is
+    /// wrong, and whether writes are refused.
+    clock: Option<String>,
     manager: StatsSnapshot,
 }
 
@@ -230,6 +237,9 @@ impl<'a> StatusView<'a> {
                 let since = String::from_utf8_lossy(format_micros_into(r.since_us, &mut buf)).into_owned();
                 ReadOnlyView { since, reason: &r.reason }
             }),
+            clock_offset_ms: s.clock.offset_ms,
+            clock_peers: s.clock.peers,
+            clock: s.clock.warning(),
             manager,
         }
     }

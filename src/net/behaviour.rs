@@ -84,9 +84,10 @@ impl Protocols {
         };
         // Sync 2 and topic 2 carry signed entries: a node of the unsigned version neither answers
         // nor hears a signed one (its requests fail as unsupported), so nothing unsigned merges.
+        // Sync 3 adds the responder's clock to every answer (clock offset estimation).
         Ok(Protocols {
             kad: proto("kad", "1.0.0")?,
-            sync: proto("sync", "2.0.0")?,
+            sync: proto("sync", "3.0.0")?,
             identify: format!("/{network_id}/id/1.0.0"),
             topic: IdentTopic::new(format!("{network_id}/peers/2")),
         })

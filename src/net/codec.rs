@@ -8,7 +8,7 @@ use futures::prelude::*;
 use libp2p::request_response;
 use libp2p::StreamProtocol;
 
-use crate::core::sync::{SyncRequest, SyncResponse, MAX_SYNC_MESSAGE_BYTES};
+use crate::core::sync::{SyncReply, SyncRequest, MAX_SYNC_MESSAGE_BYTES};
 
 /// A request as read off the wire.
 #[derive(Debug, Clone)]
@@ -45,7 +45,7 @@ fn encode<M: serde::Serialize>(m: &M) -> io::Result<Vec<u8>> {
 impl request_response::Codec for SyncCodec {
     type Protocol = StreamProtocol;
     type Request = Inbound;
-    type Response = SyncResponse;
+    type Response = SyncReply;
 
     async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Inbound>
     where
@@ -60,7 +60,7 @@ impl request_response::Codec for SyncCodec {
         })
     }
 
-    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<SyncResponse>
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<SyncReply>
     where
         T: AsyncRead + Unpin + Send,
     {
@@ -81,12 +81,7 @@ impl request_response::Codec for SyncCodec {
         }
     }
 
-    async fn write_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        resp: SyncResponse,
-    ) -> io::Result<()>
+    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, resp: SyncReply) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {

@@ -16,7 +16,7 @@ use libp2p::{identify, kad, Multiaddr, PeerId, Swarm};
 use serde::Serialize;
 
 use crate::core::replica::{OwnAddress, RequestId, Verdict};
-use crate::core::sync::{SyncRequest, SyncResponse};
+use crate::core::sync::{SyncReply, SyncRequest};
 
 use super::addr::{host_and_port, is_loopback, NetError};
 use super::behaviour::{build_swarm, Behaviour, BehaviourEvent, Protocols};
@@ -37,7 +37,7 @@ pub struct GossipId {
 
 /// Where an anti-entropy response goes.
 #[derive(Debug)]
-pub struct Responder(ResponseChannel<SyncResponse>);
+pub struct Responder(ResponseChannel<SyncReply>);
 
 /// What the network tells the node task.
 #[derive(Debug)]
@@ -65,7 +65,7 @@ pub enum NetEvent {
     SyncResponse {
         peer: PeerId,
         id: RequestId,
-        response: SyncResponse,
+        reply: SyncReply,
     },
     SyncFailed {
         id: RequestId,
@@ -268,10 +268,10 @@ impl Network {
         self.outbound.insert(libp2p_id, id);
     }
 
-    pub fn respond_sync(&mut self, responder: Responder, response: SyncResponse) {
+    pub fn respond_sync(&mut self, responder: Responder, reply: SyncReply) {
         // Fails only if the peer is gone or timed out; nothing to do then.
         self.stats.sync_responses_sent += 1;
-        let _ = self.swarm.behaviour_mut().sync.send_response(responder.0, response);
+        let _ = self.swarm.behaviour_mut().sync.send_response(responder.0, reply);
     }
 
     /// Keeps the node connected: re-dials the bootstrap peers when none of them is connected (a
@@ -450,7 +450,7 @@ impl Network {
         }
     }
 
-    fn handle_sync(&mut self, event: request_response::Event<Inbound, SyncResponse>) -> Option<NetEvent> {
+    fn handle_sync(&mut self, event: request_response::Event<Inbound, SyncReply>) -> Option<NetEvent> {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request { request: Inbound::Valid(request), channel, .. } => {
@@ -461,7 +461,7 @@ impl Network {
                 } => Some(NetEvent::MalformedSyncRequest { peer, reason, responder: Responder(channel) }),
                 request_response::Message::Response { request_id, response } => {
                     let id = self.outbound.remove(&request_id)?;
-                    Some(NetEvent::SyncResponse { peer, id, response })
+                    Some(NetEvent::SyncResponse { peer, id, reply: response })
                 }
             },
             request_response::Event::OutboundFailure { request_id, error, .. } => {

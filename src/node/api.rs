@@ -3,7 +3,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::replica::{ReadOnly, ReplicaConfig, SyncStats, WriteError, WriteOp};
+use crate::core::replica::{ClockReport, ReadOnly, ReplicaConfig, SyncStats, WriteError, WriteOp};
 use crate::core::{Table, TableStats};
 use crate::net::{NetError, NetStats, Network};
 use crate::store::{Store, StoreError, StoreEvent};
@@ -42,6 +42,8 @@ pub struct Status {
     pub sync_stats: SyncStats,
     /// Set while a failed commit keeps the node read-only.
     pub read_only: Option<ReadOnly>,
+    /// This node's clock offset against its peers.
+    pub clock: ClockReport,
 }
 
 /// One request to the node task. Reads never are: they use the view.

@@ -10,6 +10,7 @@ use tokio::time::MissedTickBehavior;
 
 use crate::core::now_micros;
 use crate::core::replica::{Input, Output, Replica, Types, WriteError};
+use crate::core::sync::SyncReply;
 use crate::core::PeerRecord;
 use crate::net::{GossipId, NetEvent, Network, PeerId, Responder};
 use crate::store::{Job, Store, StoreError, StoreEvent};
@@ -60,7 +61,8 @@ pub(super) struct NodeTask {
 
 impl NodeTask {
     /// The task, and the channel its store answers on. The replica has started by the time this
-    /// returns: the own record is in the view before anyone can ask for it.
+    /// returns: the own record is in the view before anyone can ask for it, unless it waits to
+    /// compare clocks with a bootstrap peer first (see `ReplicaConfig::clock_wait_ms`).
     pub fn new(parts: Parts, view: Arc<View>) -> (Self, mpsc::Receiver<StoreEvent>) {
         let mut task = NodeTask {
             replica: Replica::new(parts.replica, parts.table),
@@ -209,7 +211,9 @@ impl NodeTask {
             Output::Publish(delta) => self.net.publish(delta),
             Output::GossipVerdict { id, verdict } => self.net.report_gossip(id, verdict),
             Output::SendSync { to, id, request } => self.net.request_sync(&to, id, request),
-            Output::RespondSync { to, response } => self.net.respond_sync(to, response),
+            Output::RespondSync { to, response, clock_us } => {
+                self.net.respond_sync(to, SyncReply { clock_us, response })
+            }
             Output::Ban(peer) => self.net.ban(peer),
             Output::Unban(peer) => self.net.unban(peer),
             Output::Schedule { after_ms, timer } => self.timers.arm(Duration::from_millis(after_ms), timer),
@@ -263,7 +267,9 @@ impl NodeTask {
                 tracing::debug!(%peer, %reason, "refused an unreadable sync request");
                 Input::MalformedSyncRequest { from: peer, reason, responder }
             }
-            NetEvent::SyncResponse { peer, id, response } => Input::SyncResponse { from: peer, id, response },
+            NetEvent::SyncResponse { peer, id, reply } => {
+                Input::SyncResponse { from: peer, id, response: reply.response, clock_us: reply.clock_us }
+            }
             NetEvent::SyncFailed { id, error } => Input::SyncFailed { id, error },
             NetEvent::ListenAddrsChanged => {
                 self.network_changed = true;
@@ -284,6 +290,7 @@ impl NodeTask {
             sync_stats: self.replica.stats(),
             net_stats: self.net.stats(),
             read_only: self.replica.read_only().cloned(),
+            clock: self.replica.clock_report(),
         };
         let network = std::mem::take(&mut self.network_changed).then(|| {
             let listen = self.net.listen_addrs().iter().map(|a| a.to_string()).collect();

@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use crate::core::{digest_hex, PeerRecord, Table, TableStats};
 use crate::net::NetStats;
 
-use crate::core::replica::{ReadOnly, SyncStats};
+use crate::core::replica::{ClockReport, ReadOnly, SyncStats};
 
 use super::api::Status;
 
@@ -28,6 +28,7 @@ pub(super) struct Summary {
     pub sync_stats: SyncStats,
     pub net_stats: NetStats,
     pub read_only: Option<ReadOnly>,
+    pub clock: ClockReport,
 }
 
 #[derive(Debug)]
@@ -92,6 +93,7 @@ impl View {
             net_stats: s.summary.net_stats,
             sync_stats: s.summary.sync_stats,
             read_only: s.summary.read_only.clone(),
+            clock: s.summary.clock,
         }
     }
 

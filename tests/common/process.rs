@@ -31,17 +31,33 @@ pub struct NodeProcess {
     /// Where its stderr (the log) goes: `node.log` in the data dir unless given.
     log_file: PathBuf,
     args: Vec<String>,
+    /// Extra environment of the process (e.g. libfaketime's), kept for restarts.
+    env: Vec<(String, String)>,
 }
 
 impl NodeProcess {
     /// Starts `udht-node` on free ports with `data_dir`, plus `extra` flags; waits until it answers.
     pub async fn start(data_dir: &Path, extra: &[String]) -> NodeProcess {
-        Self::start_logging_to(data_dir, &data_dir.join("node.log"), extra).await
+        Self::start_full(data_dir, &data_dir.join("node.log"), extra, &[]).await
     }
 
     /// [`NodeProcess::start`] with the log in `log_file` (e.g. when the data dir is a small disk
     /// the test fills).
     pub async fn start_logging_to(data_dir: &Path, log_file: &Path, extra: &[String]) -> NodeProcess {
+        Self::start_full(data_dir, log_file, extra, &[]).await
+    }
+
+    /// [`NodeProcess::start`] with extra environment variables for the process.
+    pub async fn start_with_env(data_dir: &Path, extra: &[String], env: &[(String, String)]) -> NodeProcess {
+        Self::start_full(data_dir, &data_dir.join("node.log"), extra, env).await
+    }
+
+    async fn start_full(
+        data_dir: &Path,
+        log_file: &Path,
+        extra: &[String],
+        env: &[(String, String)],
+    ) -> NodeProcess {
         // A port found free may be taken before the node binds it: then the node exits at
         // start-up, and it is tried again on other ports.
         let mut failures = Vec::new();
@@ -57,7 +73,7 @@ impl NodeProcess {
                 format!("/ip4/127.0.0.1/tcp/{p2p_port}"),
             ];
             args.extend(extra.iter().cloned());
-            match Self::spawn_with(data_dir, log_file, manager, p2p_port, args).await {
+            match Self::spawn_with(data_dir, log_file, manager, p2p_port, args, env.to_vec()).await {
                 Ok(node) => return node,
                 Err(e) => failures.push(e),
             }
@@ -71,30 +87,32 @@ impl NodeProcess {
         manager: SocketAddr,
         p2p_port: u16,
         args: Vec<String>,
+        env: Vec<(String, String)>,
     ) -> Result<NodeProcess, String> {
         std::fs::create_dir_all(data_dir).unwrap();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log_file).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_udht-node"))
             .args(&args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("spawning udht-node");
         let (data_dir, log_file) = (data_dir.to_owned(), log_file.to_owned());
-        let mut node = NodeProcess { child, manager, p2p_port, data_dir, log_file, args };
+        let mut node = NodeProcess { child, manager, p2p_port, data_dir, log_file, args, env };
         node.wait_ready().await?;
         Ok(node)
     }
 
     /// Starts the same node again (same data dir, ports and flags) after it stopped.
     pub async fn restart(self) -> NodeProcess {
-        let NodeProcess { manager, p2p_port, data_dir, log_file, args, .. } = &self;
-        let (manager, p2p_port, args) = (*manager, *p2p_port, args.clone());
+        let NodeProcess { manager, p2p_port, data_dir, log_file, args, env, .. } = &self;
+        let (manager, p2p_port, args, env) = (*manager, *p2p_port, args.clone(), env.clone());
         let (data_dir, log_file) = (data_dir.clone(), log_file.clone());
         drop(self);
-        Self::spawn_with(&data_dir, &log_file, manager, p2p_port, args)
+        Self::spawn_with(&data_dir, &log_file, manager, p2p_port, args, env)
             .await
             .unwrap_or_else(|e| panic!("{e}"))
     }

@@ -34,12 +34,14 @@ pub struct Answered<P> {
     /// Entries it carried that were refused (held against the peer).
     pub refused: usize,
     pub advance: Advance,
+    /// When the request it answers was sent (local clock, microseconds): the clock sample's t0.
+    pub sent_us: i64,
 }
 
 #[derive(Debug)]
 pub struct AntiEntropy<P> {
-    /// Running sessions by the id of the request they wait on.
-    sessions: HashMap<RequestId, (P, Session)>,
+    /// Running sessions by the id of the request they wait on, and when that request was sent.
+    sessions: HashMap<RequestId, (P, Session, i64)>,
     /// Ids are never reused, so a late answer to a finished request finds nothing.
     next_id: RequestId,
 }
@@ -52,7 +54,7 @@ impl<P> Default for AntiEntropy<P> {
 
 impl<P: Copy + Eq + Hash> AntiEntropy<P> {
     fn running_with(&self, peer: &P) -> bool {
-        self.sessions.values().any(|(p, _)| p == peer)
+        self.sessions.values().any(|(p, _, _)| p == peer)
     }
 
     fn fresh_id(&mut self) -> RequestId {
@@ -62,43 +64,54 @@ impl<P: Copy + Eq + Hash> AntiEntropy<P> {
     }
 
     /// Starts a session with `peer` unless one runs with it already or too many run.
-    /// `offset` (random) picks where in the differing buckets pulling begins.
-    pub fn start(&mut self, peer: P, table: &Table, offset: usize) -> Option<(RequestId, SyncRequest)> {
+    /// `offset` (random) picks where in the differing buckets pulling begins; the request goes
+    /// out at `now_us`.
+    pub fn start(
+        &mut self,
+        peer: P,
+        table: &Table,
+        offset: usize,
+        now_us: i64,
+    ) -> Option<(RequestId, SyncRequest)> {
         if self.sessions.len() >= MAX_SYNC_SESSIONS || self.running_with(&peer) {
             return None;
         }
         let (session, request) = Session::start(table, offset);
         let id = self.fresh_id();
-        self.sessions.insert(id, (peer, session));
+        self.sessions.insert(id, (peer, session, now_us));
         Some((id, request))
     }
 
-    /// Feeds the response to request `id` into its session; `None` if no session waits on `id`.
+    /// Feeds the response to request `id`, received at `now_us`, into its session; `None` if no
+    /// session waits on `id`. A next request goes out at `now_us`.
     pub fn on_response(
         &mut self,
         id: RequestId,
         table: &mut Table,
         response: SyncResponse,
-        now_ms: u64,
+        now_us: i64,
     ) -> Option<Answered<P>> {
-        let (peer, mut session) = self.sessions.remove(&id)?;
+        let now_ms = u64::try_from(now_us / 1000).unwrap_or(0);
+        let (peer, mut session, sent_us) = self.sessions.remove(&id)?;
         let answered = match session.on_response(table, response, now_ms) {
             Ok((Step::Send(request), changed, refused)) => {
                 let id = self.fresh_id();
-                self.sessions.insert(id, (peer, session));
-                Answered { peer, changed, refused, advance: Advance::Continue { id, request } }
+                self.sessions.insert(id, (peer, session, now_us));
+                Answered { peer, changed, refused, advance: Advance::Continue { id, request }, sent_us }
             }
             Ok((Step::Done, changed, refused)) => {
-                Answered { peer, changed, refused, advance: Advance::Done(session.stats) }
+                Answered { peer, changed, refused, advance: Advance::Done(session.stats), sent_us }
             }
-            Err(e) => Answered { peer, changed: Vec::new(), refused: 0, advance: Advance::Failed(e) },
+            Err(e) => {
+                Answered { peer, changed: Vec::new(), refused: 0, advance: Advance::Failed(e), sent_us }
+            }
         };
         Some(answered)
     }
 
     /// Request `id` failed: ends its session and returns the peer, or `None` if it was stale.
     pub fn on_failure(&mut self, id: RequestId) -> Option<P> {
-        self.sessions.remove(&id).map(|(peer, _)| peer)
+        self.sessions.remove(&id).map(|(peer, _, _)| peer)
     }
 
     /// Ends every session (the replica became read-only).
@@ -108,6 +121,6 @@ impl<P: Copy + Eq + Hash> AntiEntropy<P> {
 
     /// Ends any session with `peer` (it left, or was banned).
     pub fn forget(&mut self, peer: &P) {
-        self.sessions.retain(|_, (p, _)| p != peer);
+        self.sessions.retain(|_, (p, _, _)| p != peer);
     }
 }

@@ -9,6 +9,8 @@ use crate::core::record::{PeerFields, PeerRecord, RecordError};
 use crate::core::sync::{SyncRequest, SyncResponse};
 use crate::core::Entry;
 
+use super::skew::Direction;
+
 /// The runtime's opaque handles, carried through the replica untouched: the replica decides what
 /// happens to them, the runtime knows what they are (a oneshot sender, a gossipsub message id, a
 /// libp2p response channel; in the simulation, plain numbers).
@@ -78,6 +80,14 @@ pub enum WriteError {
          is freed (the node retries by itself); reads still work"
     )]
     ReadOnly(String),
+    /// Beyond the max skew from its peers' clocks, what this node stamps would be refused by
+    /// them (ahead) or lose to older writes (behind).
+    #[error("this node's clock is {secs} s {direction} its peers (more than the {max_skew_secs} s allowed); writes are refused until its clock is corrected")]
+    ClockSkew { secs: u64, direction: Direction, max_skew_secs: u64 },
+    /// The node stamped writes while its clock was ahead, and the clock was set back since:
+    /// anything it stamps now is still that far ahead, so it waits for the clock to catch up.
+    #[error("this node stamped writes {secs} s ahead of its clock (the clock was set back since); writes are refused until the clock catches up")]
+    StampsAhead { secs: u64 },
 }
 
 /// What the node advertises about itself in its own record.
@@ -117,6 +127,9 @@ pub enum Timer {
     Bans,
     /// Read-only: time to try a probe commit ([`Output::Probe`]).
     Probe,
+    /// The start's wait for a clock comparison is over: the own record is written even if no
+    /// peer answered.
+    ClockWait,
 }
 
 /// An event for the replica.
@@ -151,11 +164,13 @@ pub enum Input<T: Types> {
         reason: String,
         responder: T::Responder,
     },
-    /// The answer to our request `id`.
+    /// The answer to our request `id`, and the responder's clock when it answered.
     SyncResponse {
         from: T::Peer,
         id: RequestId,
         response: SyncResponse,
+        /// Microseconds since the Unix epoch, by the responder's clock.
+        clock_us: i64,
     },
     /// Our request `id` failed (timeout, connection closed, unsupported).
     SyncFailed {
@@ -214,6 +229,8 @@ pub enum Output<T: Types> {
     RespondSync {
         to: T::Responder,
         response: SyncResponse,
+        /// This node's clock when it answered (sent along, see `skew`).
+        clock_us: i64,
     },
     /// Cut this peer off (it kept sending bad messages) until [`Output::Unban`].
     Ban(T::Peer),

@@ -9,6 +9,7 @@
 //! outputs over the swarm, the store and the manager, and the simulation (`sim`) over a model.
 
 mod antientropy;
+mod clockgate;
 mod guard;
 mod io;
 mod limit;
@@ -17,6 +18,7 @@ mod readonly;
 mod readonly_tests;
 #[cfg(any(test, feature = "test-util"))]
 pub mod sim;
+pub mod skew;
 #[cfg(test)]
 mod tests;
 
@@ -36,11 +38,13 @@ pub use antientropy::MAX_SYNC_SESSIONS;
 pub use guard::{BAN_MS, MAX_STRIKES};
 pub use io::{Input, Origin, Output, OwnAddress, RequestId, Seq, Timer, Types, Verdict, WriteError, WriteOp};
 pub use readonly::{ReadOnly, DEFAULT_PROBE_INTERVAL_MS};
+pub use skew::{ClockReport, ClockState};
 
 use antientropy::{Advance, AntiEntropy};
 use guard::{Guard, Struck};
 use limit::RateLimit;
 use readonly::{before, undo_of, Undo};
+use skew::ClockOffsets;
 
 /// Local writes are collected this long before they are published as one delta.
 pub const GOSSIP_BATCH_MS: u64 = 2;
@@ -72,7 +76,14 @@ pub struct ReplicaConfig {
     pub probe_interval_ms: u64,
     /// Seeds the replica's choices (which peer to sync with, jitter), so a simulation replays.
     pub seed: u64,
+    /// At start, the own record waits this long for a clock comparison with a peer (0: it does
+    /// not wait); see [`DEFAULT_CLOCK_WAIT_MS`].
+    pub clock_wait_ms: u64,
 }
+
+/// How long a starting node waits to compare clocks with a peer before it writes its own record
+/// anyway: a first anti-entropy answer usually comes within milliseconds of a connection.
+pub const DEFAULT_CLOCK_WAIT_MS: u64 = 5_000;
 
 /// Counters of replication, reported in status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -161,6 +172,15 @@ pub struct Replica<T: Types> {
     sessions: AntiEntropy<T::Peer>,
     guard: Guard<T::Peer>,
     limit: RateLimit<T::Peer>,
+    /// This node's clock offset against its peers.
+    clock: ClockOffsets<T::Peer>,
+    /// The own record waits to be written: for a clock comparison at start, or while the clock is
+    /// off (see `clockgate`).
+    own_record_due: bool,
+    /// The start's wait for a clock comparison is over.
+    clock_wait_over: bool,
+    /// The wall clock of the input being handled, microseconds.
+    now_us: i64,
     stats: SyncStats,
     /// Set while commits fail (see `readonly`): no writes are taken.
     read_only: Option<ReadOnly>,
@@ -173,6 +193,10 @@ impl<T: Types> Replica<T> {
         Replica {
             rng: StdRng::seed_from_u64(config.seed),
             limit: RateLimit::new(config.peer_entry_rate),
+            clock: ClockOffsets::new(table.clock().max_skew_ms()),
+            own_record_due: false,
+            clock_wait_over: false,
+            now_us: 0,
             config,
             table,
             own_address: OwnAddress::default(),
@@ -213,6 +237,7 @@ impl<T: Types> Replica<T> {
     /// returns what the runtime must do, in order.
     pub fn handle(&mut self, input: Input<T>, now_us: i64) -> std::vec::Drain<'_, Output<T>> {
         let now_ms = u64::try_from(now_us / 1000).unwrap_or(0);
+        self.now_us = now_us;
         match input {
             Input::Start => self.start(now_us),
             Input::Write { op: _, reply } if self.read_only.is_some() => self.refuse_write(reply),
@@ -233,6 +258,8 @@ impl<T: Types> Replica<T> {
                 self.sessions.forget(&peer);
                 self.guard.disconnected(&peer);
                 self.limit.forget(&peer);
+                self.clock.forget(&peer);
+                self.clock_changed(now_us);
             }
             Input::Gossip { id, .. } if self.read_only.is_some() => self.ignore_gossip(id),
             Input::Gossip { from, id, data } => self.on_gossip(from, id, &data, now_ms),
@@ -247,8 +274,7 @@ impl<T: Types> Replica<T> {
                 // Not a fault: the pusher's session ends, and what it carried comes by a pull later.
                 self.stats.rate_limited += entries.len() as u64;
                 let reason = "rate limited: too many entries from this peer; try later".to_owned();
-                self.out
-                    .push(Output::RespondSync { to: responder, response: SyncResponse::Refused { reason } });
+                self.respond(responder, SyncResponse::Refused { reason });
             }
             Input::SyncRequest { from, request, responder } => {
                 let before = match &request {
@@ -259,7 +285,7 @@ impl<T: Types> Replica<T> {
                 };
                 match respond(&mut self.table, request, now_ms) {
                     Ok((response, changed, refused)) => {
-                        self.out.push(Output::RespondSync { to: responder, response });
+                        self.respond(responder, response);
                         self.repaired(changed, before);
                         if refused > 0 {
                             self.strike(from, now_ms);
@@ -271,7 +297,9 @@ impl<T: Types> Replica<T> {
             Input::MalformedSyncRequest { from, reason, responder } => {
                 self.refuse_request(from, responder, reason, now_ms)
             }
-            Input::SyncResponse { from: _, id, response } => self.on_sync_response(id, response, now_ms),
+            Input::SyncResponse { from: _, id, response, clock_us } => {
+                self.on_sync_response(id, response, clock_us, now_us)
+            }
             Input::SyncFailed { id, error: _ } => match self.sessions.on_failure(id) {
                 Some(_) => self.stats.sessions_failed += 1,
                 None => self.stats.stale_answers += 1,
@@ -292,6 +320,11 @@ impl<T: Types> Replica<T> {
         self.schedule(first_refresh, Timer::Refresh);
         self.schedule(self.config.sync_interval_ms, Timer::Sync);
         self.schedule(self.config.gc_interval_ms, Timer::CollectTombstones);
+        if self.config.clock_wait_ms > 0 {
+            self.schedule(self.config.clock_wait_ms, Timer::ClockWait);
+        } else {
+            self.clock_wait_over = true;
+        }
         self.write_own_record(now_us);
     }
 
@@ -309,11 +342,7 @@ impl<T: Types> Replica<T> {
                 }
             }
             Timer::Sync => {
-                if !self.connected.is_empty() {
-                    let i = self.rng.gen_range(0..self.connected.len());
-                    let peer = *self.connected.iter().nth(i).expect("index below len");
-                    self.start_sync(peer);
-                }
+                self.sync_round(now_us);
                 self.schedule(self.config.sync_interval_ms, Timer::Sync);
             }
             Timer::Refresh => {
@@ -324,10 +353,15 @@ impl<T: Types> Replica<T> {
                 self.schedule(self.config.refresh_interval_ms, Timer::Refresh);
             }
             Timer::CollectTombstones => {
-                // Skipped while read-only. A collection whose commit fails is not undone: the
-                // disk then still holds expired tombstones, which carry nothing and go next time.
-                let expired =
-                    if self.read_only.is_none() { self.table.collect_tombstones(now_ms) } else { Vec::new() };
+                // Skipped while read-only (a collection whose commit fails is not undone: the disk
+                // then still holds expired tombstones, which carry nothing and go next time), and
+                // with a clock far ahead: tombstones would go before their time, and a stale
+                // replica could bring back what they removed.
+                let expired = match self.clock.report().state {
+                    _ if self.read_only.is_some() => Vec::new(),
+                    ClockState::Refuse => Vec::new(),
+                    _ => self.table.collect_tombstones(now_ms),
+                };
                 if !expired.is_empty() {
                     self.persist(Vec::new(), expired, None, None, Source::local(false), Vec::new());
                 }
@@ -341,6 +375,10 @@ impl<T: Types> Replica<T> {
                 self.arm_bans(now_ms);
             }
             Timer::Probe => self.probe_timer(),
+            Timer::ClockWait => {
+                self.clock_wait_over = true;
+                self.write_own_record_if_due(now_us);
+            }
         }
     }
 
@@ -373,6 +411,7 @@ impl<T: Types> Replica<T> {
         if !self.table.has_room(&self.table.writer(), op.key()) {
             return Err(WriteError::WriterFull(self.table.max_keys_per_writer()));
         }
+        self.may_stamp(now_us)?;
         let entry = match op {
             WriteOp::Add { key, fields } => {
                 if self.table.get(&key).is_some() {
@@ -397,8 +436,14 @@ impl<T: Types> Replica<T> {
         Ok(Some(entry))
     }
 
-    /// Puts (or refreshes) this node's own record: key = peer id, `lastConnectionOn` = now.
+    /// Puts (or refreshes) this node's own record: key = peer id, `lastConnectionOn` = now; or
+    /// leaves it due while the clock is not to be trusted (see `clockgate`).
     fn write_own_record(&mut self, now_us: i64) {
+        if !self.own_record_allowed(now_us) {
+            self.own_record_due = true;
+            return;
+        }
+        self.own_record_due = false;
         let key = self.config.own_key.clone();
         let address = &self.own_address;
         let fields = PeerFields {
@@ -495,18 +540,20 @@ impl<T: Types> Replica<T> {
         self.persist(changed, Vec::new(), None, Some(id), Source::remote(false), undo);
     }
 
-    fn on_sync_response(&mut self, id: RequestId, response: SyncResponse, now_ms: u64) {
+    fn on_sync_response(&mut self, id: RequestId, response: SyncResponse, clock_us: i64, now_us: i64) {
+        let now_ms = u64::try_from(now_us / 1000).unwrap_or(0);
         let before = match &response {
             SyncResponse::Entries { entries, .. } => {
                 before(&self.table, entries.iter().map(|e| e.key.as_str()))
             }
             _ => HashMap::new(),
         };
-        let Some(answered) = self.sessions.on_response(id, &mut self.table, response, now_ms) else {
+        let Some(answered) = self.sessions.on_response(id, &mut self.table, response, now_us) else {
             self.stats.stale_answers += 1;
             return;
         };
         let peer = answered.peer;
+        self.clock_sample(peer, answered.sent_us, clock_us, now_us);
         self.repaired(answered.changed, before);
         if answered.refused > 0 {
             self.strike(peer, now_ms);
@@ -532,7 +579,7 @@ impl<T: Types> Replica<T> {
 
     fn refuse_request(&mut self, from: T::Peer, to: T::Responder, reason: String, now_ms: u64) {
         self.stats.requests_refused += 1;
-        self.out.push(Output::RespondSync { to, response: SyncResponse::Refused { reason } });
+        self.respond(to, SyncResponse::Refused { reason });
         self.strike(from, now_ms);
     }
 
@@ -556,7 +603,7 @@ impl<T: Types> Replica<T> {
             return;
         }
         let offset = self.rng.gen();
-        if let Some((id, request)) = self.sessions.start(peer, &self.table, offset) {
+        if let Some((id, request)) = self.sessions.start(peer, &self.table, offset, self.now_us) {
             self.out.push(Output::SendSync { to: peer, id, request });
         }
     }

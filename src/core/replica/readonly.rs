@@ -136,7 +136,7 @@ impl<T: Types> Replica<T> {
     pub(super) fn refuse_push(&mut self, to: T::Responder) {
         self.stats.pushes_refused_read_only += 1;
         let reason = "read-only: this node cannot store writes now; try later".to_owned();
-        self.out.push(Output::RespondSync { to, response: SyncResponse::Refused { reason } });
+        self.respond(to, SyncResponse::Refused { reason });
     }
 
     pub(super) fn probe_timer(&mut self) {

@@ -20,6 +20,7 @@ fn replica(id: u8) -> Replica<Sim> {
         peer_entry_rate: 100_000,
         probe_interval_ms: 2_000,
         seed: 1,
+        clock_wait_ms: 0,
     };
     Replica::new(config, Table::for_tests(id))
 }
@@ -185,10 +186,10 @@ fn sessions_with_a_read_only_replica_fail_without_strikes() {
             _ => None,
         }) {
             let answer = handle(&mut full, Input::SyncRequest { from: 2, request, responder: (2, id) });
-            let Some(Output::RespondSync { response, .. }) = answer.into_iter().next() else {
+            let Some(Output::RespondSync { response, clock_us, .. }) = answer.into_iter().next() else {
                 panic!("every request is answered")
             };
-            out = handle(&mut other, Input::SyncResponse { from: 1, id, response });
+            out = handle(&mut other, Input::SyncResponse { from: 1, id, response, clock_us });
             assert!(!out.iter().any(|o| matches!(o, Output::Ban(_))), "{out:?}");
         }
         handle(&mut other, Input::PeerDisconnected(1));
@@ -201,6 +202,8 @@ fn sessions_with_a_read_only_replica_fail_without_strikes() {
 #[test]
 fn a_read_only_replica_probes_until_a_probe_commit_succeeds_then_takes_writes_again() {
     let mut r = replica(1);
+    // Started (its clock wait over, `clock_wait_ms` being 0), so its own record may be written.
+    handle(&mut r, Input::Start);
     let seq = persisted(&write(&mut r, WriteOp::Add { key: "k".into(), fields: fields("a") }, 1)).unwrap();
     let out = handle(&mut r, Input::CommitFailed { seq, error: "No space left on device".into() });
     assert!(

@@ -145,7 +145,7 @@ pub enum SimError {
 enum Msg {
     Gossip { id: u64, data: Arc<Vec<u8>> },
     Request { id: RequestId, request: SyncRequest },
-    Response { id: RequestId, response: SyncResponse },
+    Response { id: RequestId, response: SyncResponse, clock_us: i64 },
 }
 
 enum Event {
@@ -369,6 +369,8 @@ impl World {
             peer_entry_rate: super::DEFAULT_PEER_ENTRY_RATE,
             probe_interval_ms: super::DEFAULT_PROBE_INTERVAL_MS,
             seed: self.config.seed ^ ((i as u64) << 32) ^ node.incarnation,
+            // Replicas start together: none would find a peer to compare clocks with at once.
+            clock_wait_ms: 0,
         };
         node.replica = Some(Replica::new(config, table));
         self.input(i, Input::Start);
@@ -545,11 +547,11 @@ impl World {
             Msg::Request { id, request } => {
                 self.input(to, Input::SyncRequest { from, request, responder: (from, id) })
             }
-            Msg::Response { id, response } => {
+            Msg::Response { id, response, clock_us } => {
                 // A duplicate, or an answer after the timeout, goes in too: the replica must
                 // shrug it off.
                 self.nodes[to].outstanding.remove(&id);
-                self.input(to, Input::SyncResponse { from, id, response });
+                self.input(to, Input::SyncResponse { from, id, response, clock_us });
             }
         }
     }
@@ -613,8 +615,8 @@ impl World {
                 self.at(REQUEST_TIMEOUT_MS, Event::RequestTimeout { node: i, incarnation, id });
                 self.send(i, to, Msg::Request { id, request });
             }
-            Output::RespondSync { to: (requester, id), response } => {
-                self.send(i, requester, Msg::Response { id, response })
+            Output::RespondSync { to: (requester, id), response, clock_us } => {
+                self.send(i, requester, Msg::Response { id, response, clock_us })
             }
             // Every simulated replica is honest: a ban means the protocol blamed one wrongly.
             Output::Ban(peer) => self.report.bans.push((i, peer)),

@@ -18,6 +18,7 @@ fn replica(id: u8) -> Replica<Sim> {
         peer_entry_rate: 1_000,
         probe_interval_ms: 2_000,
         seed: 1,
+        clock_wait_ms: 0,
     };
     Replica::new(config, Table::for_tests(id))
 }
@@ -107,7 +108,8 @@ fn a_stale_sync_failure_does_not_cancel_a_newer_session_with_the_same_peer() {
     assert_eq!(r.stats().stale_answers, 1);
     // The newer session is still there: the peer's equal root ends it as completed.
     let root = serde_bytes::ByteBuf::from(r.table().root().to_be_bytes().to_vec());
-    handle(&mut r, Input::SyncResponse { from: 5, id: new, response: SyncResponse::Root { root } });
+    let response = SyncResponse::Root { root };
+    handle(&mut r, Input::SyncResponse { from: 5, id: new, response, clock_us: NOW_US });
     assert_eq!((r.stats().sessions_completed, r.stats().sessions_failed), (1, 0));
 }
 
@@ -270,4 +272,163 @@ fn a_peer_over_its_rate_is_ignored_and_refused_but_not_struck() {
     assert_eq!(r.stats().rate_limited, 1500 + 256);
     assert_eq!(r.stats().peers_banned, 0);
     assert!(sent_request(&handle(&mut r, Input::PeerConnected(2))).is_some(), "not struck off");
+}
+
+const FIVE_MIN_US: i64 = 5 * 60 * 1_000_000;
+
+/// A replica connected to peer 5 whose first anti-entropy answer carries the peer's clock
+/// `peer_clock_us` (the replica's own clock reads `NOW_US`).
+fn compare_clocks(r: &mut Replica<Sim>, peer_clock_us: i64) -> Vec<Output<Sim>> {
+    let id = sent_request(&handle(r, Input::PeerConnected(5))).expect("a session starts on connect");
+    answer_root(r, id, peer_clock_us)
+}
+
+/// Answers request `id` with an equal root (the session ends) and the peer's clock.
+fn answer_root(r: &mut Replica<Sim>, id: RequestId, peer_clock_us: i64) -> Vec<Output<Sim>> {
+    let root = serde_bytes::ByteBuf::from(r.table().root().to_be_bytes().to_vec());
+    handle(
+        r,
+        Input::SyncResponse { from: 5, id, response: SyncResponse::Root { root }, clock_us: peer_clock_us },
+    )
+}
+
+fn own_record_written(outputs: &[Output<Sim>]) -> bool {
+    outputs.iter().any(|o| matches!(o, Output::Applied { key, .. } if key == "own"))
+}
+
+/// Issue 12, point 4: entries stamped in the future are refused and counted, but a peer that
+/// sends them (a relay, or an honest writer seen by a node whose clock is behind) is never
+/// struck: the node keeps its peers.
+#[test]
+fn future_entries_are_refused_and_counted_but_never_held_against_the_sender() {
+    let mut ahead = replica(2);
+    let future = ahead.table.put(
+        "k".into(),
+        PeerRecord::create(PeerFields::default(), NOW_US),
+        (NOW_US + FIVE_MIN_US) as u64 / 1000,
+    );
+    let mut r = replica(1);
+    for i in 0..2 * MAX_STRIKES as u64 {
+        let out = handle(
+            &mut r,
+            Input::Gossip { from: 2, id: (i, 2), data: encode_delta(std::slice::from_ref(&future)) },
+        );
+        assert!(matches!(&out[..], [Output::GossipVerdict { verdict: Verdict::Ignore, .. }]), "{out:?}");
+        let push = SyncRequest::Push { entries: vec![future.clone()] };
+        let out = handle(&mut r, Input::SyncRequest { from: 2, request: push, responder: (2, i) });
+        assert!(
+            matches!(&out[..], [Output::RespondSync { response: SyncResponse::Ack { merged: 0 }, .. }]),
+            "{out:?}"
+        );
+    }
+    assert_eq!(r.table().stats().rejected_future, 4 * MAX_STRIKES as u64);
+    assert_eq!(r.stats().peers_banned, 0);
+    assert!(sent_request(&handle(&mut r, Input::PeerConnected(2))).is_some(), "not struck off");
+    // Nothing remembers the refusal: once no longer too far ahead, the same entry merges.
+    let later = NOW_US + FIVE_MIN_US - 30_000_000;
+    let push = SyncRequest::Push { entries: vec![future] };
+    let out: Vec<_> =
+        r.handle(Input::SyncRequest { from: 2, request: push, responder: (2, 99) }, later).collect();
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::RespondSync { response: SyncResponse::Ack { merged: 1 }, .. })));
+}
+
+/// Beyond the max skew the node refuses client writes with the clock error and stops refreshing
+/// its own record; once its clock agrees with its peers again it writes both.
+#[test]
+fn beyond_the_max_skew_writes_are_refused_until_the_clock_agrees_again() {
+    let mut r = replica(1);
+    handle(&mut r, Input::Start);
+    // The peer's clock reads five minutes less: this node is five minutes ahead.
+    compare_clocks(&mut r, NOW_US - FIVE_MIN_US);
+    assert_eq!(r.clock_report().state, ClockState::Refuse);
+    assert_eq!(r.clock_report().offset_ms, Some(300_000));
+    let out = handle(&mut r, Input::Write { op: add("k", "a"), reply: 1 });
+    let [Output::Reply { result: Err(e @ WriteError::ClockSkew { secs: 300, .. }), .. }] = &out[..] else {
+        panic!("{out:?}")
+    };
+    assert!(e.to_string().starts_with("this node's clock is 300 s ahead of its peers"), "{e}");
+    let out = handle(&mut r, Input::TimerFired(Timer::Refresh));
+    assert!(!own_record_written(&out), "no refresh while the clock is off: {out:?}");
+    // A sync round while the clock is off asks every peer; this time the clocks agree.
+    let out = handle(&mut r, Input::TimerFired(Timer::Sync));
+    let id = sent_request(&out).expect("a sync round with the peer");
+    let out = answer_root(&mut r, id, NOW_US);
+    assert_eq!(r.clock_report().state, ClockState::Ok);
+    assert!(own_record_written(&out), "the refresh skipped meanwhile is written now: {out:?}");
+    let out = handle(&mut r, Input::Write { op: add("k", "a"), reply: 2 });
+    assert!(matches!(&out[0], Output::Applied { key, .. } if key == "k"), "{out:?}");
+}
+
+#[test]
+fn a_node_behind_its_peers_refuses_writes_too() {
+    let mut r = replica(1);
+    compare_clocks(&mut r, NOW_US + FIVE_MIN_US);
+    let out = handle(&mut r, Input::Write { op: add("k", "a"), reply: 1 });
+    let [Output::Reply { result: Err(e), .. }] = &out[..] else { panic!("{out:?}") };
+    assert!(e.to_string().starts_with("this node's clock is 300 s behind its peers"), "{e}");
+}
+
+/// After its clock was set back, a node whose hybrid clock still runs ahead (it stamped a write
+/// with the clock ahead) stamps nothing until the wall clock catches up.
+#[test]
+fn a_node_whose_stamps_run_ahead_of_its_clock_waits_for_the_clock() {
+    let mut r = replica(1);
+    let out: Vec<_> = r.handle(Input::Write { op: add("k", "a"), reply: 1 }, NOW_US + FIVE_MIN_US).collect();
+    assert!(matches!(&out[0], Output::Applied { .. }), "{out:?}");
+    let out = handle(&mut r, Input::Write { op: add("j", "a"), reply: 2 });
+    assert!(
+        matches!(&out[..], [Output::Reply { result: Err(WriteError::StampsAhead { secs: 300 }), .. }]),
+        "{out:?}"
+    );
+    let caught_up = NOW_US + FIVE_MIN_US - 60_000_000;
+    let out: Vec<_> = r.handle(Input::Write { op: add("j", "a"), reply: 3 }, caught_up).collect();
+    assert!(matches!(&out[0], Output::Applied { .. }), "within the max skew again: {out:?}");
+}
+
+/// At start the own record waits for a clock comparison with a peer, or for the end of the wait.
+#[test]
+fn the_own_record_waits_for_a_clock_comparison_at_start() {
+    let waiting = || {
+        let mut r = replica(1);
+        r.config.clock_wait_ms = 5_000;
+        let out = handle(&mut r, Input::Start);
+        assert!(!own_record_written(&out), "{out:?}");
+        assert!(out
+            .iter()
+            .any(|o| matches!(o, Output::Schedule { timer: Timer::ClockWait, after_ms: 5_000 })));
+        r
+    };
+    // A peer answers: compared, written.
+    let mut r = waiting();
+    assert!(own_record_written(&compare_clocks(&mut r, NOW_US + 2_000_000)));
+    // No peer: written when the wait ends.
+    let mut r = waiting();
+    assert!(own_record_written(&handle(&mut r, Input::TimerFired(Timer::ClockWait))));
+    // A peer whose clock is far off: not written, not even when the wait ends.
+    let mut r = waiting();
+    assert!(!own_record_written(&compare_clocks(&mut r, NOW_US - FIVE_MIN_US)));
+    assert!(!own_record_written(&handle(&mut r, Input::TimerFired(Timer::ClockWait))));
+    // Without a wait (no bootstrap peer), written at once.
+    assert!(own_record_written(&handle(&mut replica(1), Input::Start)));
+}
+
+/// A clock far ahead would collect tombstones before their time (and a stale replica could then
+/// bring back what they removed): no collection while the clock is judged off.
+#[test]
+fn tombstones_are_not_collected_while_the_clock_is_off() {
+    let mut r = replica(1);
+    let long_ago = NOW_US - 8 * 24 * 3600 * 1_000_000;
+    let _: Vec<_> = r.handle(Input::Write { op: add("k", "a"), reply: 1 }, long_ago).collect();
+    let remove = WriteOp::Remove { key: "k".into() };
+    let _: Vec<_> = r.handle(Input::Write { op: remove, reply: 2 }, long_ago + 1).collect();
+    compare_clocks(&mut r, NOW_US - FIVE_MIN_US);
+    let out = handle(&mut r, Input::TimerFired(Timer::CollectTombstones));
+    assert!(!out.iter().any(|o| matches!(o, Output::Persist { .. })), "{out:?}");
+    assert_eq!(r.table().len_with_tombstones(), 1);
+    let id = sent_request(&handle(&mut r, Input::TimerFired(Timer::Sync))).expect("a sync round");
+    answer_root(&mut r, id, NOW_US);
+    let out = handle(&mut r, Input::TimerFired(Timer::CollectTombstones));
+    assert!(out.iter().any(|o| matches!(o, Output::Persist { deletes, .. } if deletes == &["k"])), "{out:?}");
 }

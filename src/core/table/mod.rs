@@ -99,9 +99,11 @@ pub enum MergeError {
 }
 
 impl MergeError {
-    /// Whether the peer that sent the entry is to blame: a full writer is not the relay's fault.
+    /// Whether the peer that sent the entry is to blame: a full writer is not the relay's fault,
+    /// nor is a stamp from the future (the sender may only relay it, and the clock that is off
+    /// may be ours: a node running behind would otherwise strike and ban every honest peer).
     pub fn is_senders_fault(&self) -> bool {
-        !matches!(self, MergeError::WriterFull(_))
+        !matches!(self, MergeError::WriterFull(_) | MergeError::Clock(_))
     }
 }
 
@@ -425,6 +427,11 @@ impl Table {
         self.signer.node()
     }
 
+    /// The clock that stamps this replica's writes.
+    pub fn clock(&self) -> &Hlc {
+        &self.hlc
+    }
+
     /// Installs a valid (verified) remote entry if it replaces ours; whether it changed the table.
     fn apply(&mut self, entry: Entry, now_ms: u64) -> bool {
         let expired_tombstone =
@@ -466,8 +473,9 @@ impl Table {
 
     /// Merges a gossip delta as a whole: if any entry is refused through the sender's fault,
     /// nothing is merged and that refusal is returned (the message is rejected). Entries whose
-    /// writer is at its key cap are skipped (counted), the others merged; returns those that
-    /// changed the table.
+    /// writer is at its key cap or stamped too far in the future are skipped (counted; nothing
+    /// remembers the refusal, so anti-entropy fetches them again later), the others merged;
+    /// returns those that changed the table.
     pub fn merge_delta(&mut self, entries: Vec<Entry>, now_ms: u64) -> Result<Vec<Entry>, MergeError> {
         let signed = self.signatures(&entries);
         let mut valid = Vec::with_capacity(entries.len());

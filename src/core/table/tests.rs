@@ -176,3 +176,24 @@ fn load_restores_digest_and_keeps_the_clock_ahead_of_stored_stamps() {
     let next = loaded.put("a".into(), rec("A2"), NOW);
     assert!(next.stamp > e1.stamp);
 }
+
+/// A stamp from the future is not the sender's fault: a delta carrying one is not rejected, its
+/// other entries merge, and the future entry merges later, once it is no longer in the future
+/// (nothing remembers the refusal).
+#[test]
+fn future_entries_are_skipped_not_blamed_and_merge_once_no_longer_in_the_future() {
+    let mut t = table(1);
+    let mut other = table(2);
+    let now_entry = other.put("now".into(), rec("N"), NOW);
+    let future = other.put("later".into(), rec("L"), NOW + 300_000);
+    assert!(!MergeError::Clock(ClockError::TooFarAhead { ahead_ms: 1, max_skew_ms: 0 }).is_senders_fault());
+    let changed = t.merge_delta(vec![now_entry, future.clone()], NOW).expect("not rejected as a whole");
+    assert_eq!(changed.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(), ["now"]);
+    assert_eq!(t.stats().rejected_future, 1);
+    let (changed, refused) = t.merge_all(vec![future.clone()], NOW);
+    assert_eq!((changed.len(), refused), (0, 0), "refused, but not held against the sender");
+    assert_eq!(t.stats().rejected_future, 2);
+    let (changed, _) = t.merge_all(vec![future], NOW + 240_000);
+    assert_eq!(changed.len(), 1, "merged once within the allowed skew");
+    assert_eq!(t.get("later").unwrap().name, "L");
+}
