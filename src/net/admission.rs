@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 /// A connection whose peer has not identified itself by then is closed: it holds a slot and
 /// says nothing (identify answers within a round trip; this leaves room for slow links).
 pub const IDENTIFY_DEADLINE: Duration = Duration::from_secs(20);
+/// A stranger's connections are closed this long after it was judged (at the next maintenance
+/// round past it): a udht node of another network judges us in the same round trip, and it
+/// must get to, or it would not know to stop dialling us and would come back every second.
+pub const CLOSE_GRACE: Duration = Duration::from_millis(500);
 /// A stranger is not dialled again for this long (its own dials are still judged afresh, so a
 /// peer restarted with the right network id is accepted at once).
 pub const STRANGER_MEMORY: Duration = Duration::from_secs(300);
@@ -37,11 +41,18 @@ pub struct Admission<P> {
     candidates: HashMap<P, Instant>,
     /// Judged strangers, when.
     strangers: HashMap<P, Instant>,
+    /// Strangers still connected, to be closed after [`CLOSE_GRACE`]: since when.
+    closing: HashMap<P, Instant>,
 }
 
 impl<P: Copy + Eq + Hash> Admission<P> {
     pub fn new() -> Self {
-        Admission { members: HashSet::new(), candidates: HashMap::new(), strangers: HashMap::new() }
+        Admission {
+            members: HashSet::new(),
+            candidates: HashMap::new(),
+            strangers: HashMap::new(),
+            closing: HashMap::new(),
+        }
     }
 
     /// A connection to `peer` opened.
@@ -69,12 +80,28 @@ impl<P: Copy + Eq + Hash> Admission<P> {
             return Judged::Unchanged;
         }
         self.remember_stranger(peer, now);
+        self.closing.insert(peer, now);
         Judged::Stranger
+    }
+
+    /// Strangers whose grace is over: close their connections now.
+    pub fn due_to_close(&mut self, now: Instant) -> Vec<P> {
+        let due: Vec<P> = self
+            .closing
+            .iter()
+            .filter(|(_, since)| now.duration_since(**since) >= CLOSE_GRACE)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in &due {
+            self.closing.remove(p);
+        }
+        due
     }
 
     /// Every connection to `peer` closed. True if it was a member (the node was told of it).
     pub fn disconnected(&mut self, peer: &P) -> bool {
         self.candidates.remove(peer);
+        self.closing.remove(peer);
         self.members.remove(peer)
     }
 
@@ -149,6 +176,9 @@ mod tests {
         a.connected(2u8, now);
         assert_eq!(a.identified(2, false, now), Judged::Stranger);
         assert_eq!(a.identified(2, false, now), Judged::Unchanged, "a second report is not counted");
+        assert!(a.due_to_close(now + CLOSE_GRACE - Duration::from_millis(1)).is_empty(), "its grace");
+        assert_eq!(a.due_to_close(now + CLOSE_GRACE), vec![2]);
+        assert!(a.due_to_close(now + CLOSE_GRACE).is_empty(), "closed once");
         assert!(!a.disconnected(&2), "the node never heard of it");
         assert!(a.is_stranger(&2, now + STRANGER_MEMORY - Duration::from_secs(1)));
         assert!(!a.is_stranger(&2, now + STRANGER_MEMORY));

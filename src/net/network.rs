@@ -292,7 +292,11 @@ impl Network {
         let now = Instant::now();
         for peer in self.admission.overdue(now) {
             tracing::info!(%peer, "closing a connection that never identified itself");
-            self.close_stranger(peer);
+            self.stranger(peer);
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        for peer in self.admission.due_to_close(now) {
+            let _ = self.swarm.disconnect_peer_id(peer);
         }
         // Only members count toward the target: strangers must not crowd real peers out.
         let connected: HashSet<PeerId> = self.admission.members().copied().collect();
@@ -513,8 +517,9 @@ impl Network {
                 Some(NetEvent::PeerConnected(peer))
             }
             Judged::Stranger => {
+                // Closed by `maintain` after a short grace (see `admission::CLOSE_GRACE`).
                 tracing::info!(%peer, "closing a connection to a peer of another network");
-                self.close_stranger(peer);
+                self.stranger(peer);
                 None
             }
             Judged::Unchanged => None,
@@ -535,12 +540,11 @@ impl Network {
         let _ = self.swarm.behaviour_mut().kad.bootstrap();
     }
 
-    /// Closes every connection to a stranger and keeps it out of Kademlia (a bootstrap address
-    /// given with `/p2p/` put it there before anything was known).
-    fn close_stranger(&mut self, peer: PeerId) {
+    /// Counts a stranger and keeps it out of Kademlia (Kademlia adds only peers that speak its
+    /// protocol, whose name carries the network id; this is for certainty).
+    fn stranger(&mut self, peer: PeerId) {
         self.stats.strangers_closed += 1;
         self.swarm.behaviour_mut().kad.remove_peer(&peer);
-        let _ = self.swarm.disconnect_peer_id(peer);
     }
 
     /// Adds an identified udht peer's addresses to Kademlia (inbound peers are not added by kad
