@@ -2,6 +2,7 @@
 //! together (and is the only module that knows all four). `udht-node` calls [`RunningNode::start`];
 //! so do the tests, the cluster harness and the benchmarks.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -52,6 +53,8 @@ pub struct NodeConfig {
     pub announce: Vec<Multiaddr>,
     /// The own record's `name`; defaults to `udht-` and the peer id's tail.
     pub name: Option<String>,
+    /// The own record's `ports`: this node's service ports (`--ports`).
+    pub ports: BTreeMap<String, u16>,
     pub table: TableConfig,
     pub manager: ManagerConfig,
     pub refresh_interval: Duration,
@@ -86,6 +89,7 @@ impl NodeConfig {
             bootstrap: Vec::new(),
             announce: Vec::new(),
             name: None,
+            ports: BTreeMap::new(),
             table: TableConfig::default(),
             manager: ManagerConfig::default(),
             refresh_interval: DEFAULT_REFRESH_INTERVAL,
@@ -249,6 +253,7 @@ fn replica_config(config: &NodeConfig, peer_id: &str) -> ReplicaConfig {
     ReplicaConfig {
         own_key: peer_id.to_owned(),
         name: config.name.clone().unwrap_or_else(|| default_name(peer_id)),
+        ports: config.ports.clone(),
         sync_interval_ms: config.sync_interval.as_millis() as u64,
         refresh_interval_ms: config.refresh_interval.as_millis() as u64,
         gc_interval_ms: config.gc_interval.as_millis() as u64,

@@ -1,6 +1,7 @@
 //! The `udht-node` command line: flags (each also from `UDHT_<FLAG>`), logging, signals, and the
 //! `ctl` client that prints the node's JSON replies.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::app::{NodeConfig, RunningNode};
+use crate::core::record::{MAX_PORTS, MAX_STRING_BYTES};
 use crate::manager::client::{Client, ClientError};
 use crate::manager::protocol::PeerData;
 use crate::manager::DEFAULT_PORT;
@@ -43,6 +45,10 @@ pub struct Cli {
     /// An address other nodes should dial (repeatable); the first one also fills the own record's ip/port.
     #[arg(long, env = "UDHT_ANNOUNCE", value_delimiter = ',', value_parser = multiaddr)]
     pub announce: Vec<Multiaddr>,
+    /// This node's service ports, put in its own record's `ports`, e.g.
+    /// networkLayer=6002,userSync=3003,fileSync=3001 (the names the original clients read).
+    #[arg(long, env = "UDHT_PORTS", value_parser = service_ports)]
+    pub ports: Option<BTreeMap<String, u16>>,
     /// Network id, part of every protocol name: nodes of different ids never merge.
     #[arg(long, env = "UDHT_NETWORK_ID", default_value = crate::app::DEFAULT_NETWORK_ID)]
     pub network_id: String,
@@ -181,6 +187,30 @@ fn named_port(s: &str) -> Result<(String, u16), String> {
     Ok((name.to_owned(), port.parse().map_err(|_| format!("bad port in {s:?}"))?))
 }
 
+/// `NAME=PORT,...`: each name once, ports 1-65535, no more than a record holds.
+fn service_ports(s: &str) -> Result<BTreeMap<String, u16>, String> {
+    let mut ports = BTreeMap::new();
+    for item in s.split(',').filter(|i| !i.is_empty()) {
+        let (name, port) = item
+            .split_once('=')
+            .ok_or_else(|| format!("{item:?}: expected NAME=PORT, e.g. userSync=3003"))?;
+        if name.is_empty() || name.len() > MAX_STRING_BYTES {
+            return Err(format!("{item:?}: a port name must have 1 to {MAX_STRING_BYTES} bytes"));
+        }
+        let port = match port.parse::<u32>() {
+            Ok(p @ 1..=65535) => p as u16,
+            _ => return Err(format!("{item:?}: the port must be a number from 1 to 65535")),
+        };
+        if ports.insert(name.to_owned(), port).is_some() {
+            return Err(format!("{name:?} is given twice"));
+        }
+    }
+    if ports.len() > MAX_PORTS {
+        return Err(format!("{} ports given; a record holds at most {MAX_PORTS}", ports.len()));
+    }
+    Ok(ports)
+}
+
 impl Cli {
     /// The manager address: --manager, else 127.0.0.1:$DHT_PORT as in the original, else :3002.
     pub fn manager_addr(&self) -> Result<SocketAddr, String> {
@@ -200,6 +230,7 @@ impl Cli {
         c.bootstrap = self.bootstrap.clone();
         c.announce = self.announce.clone();
         c.name = self.name.clone();
+        c.ports = self.ports.clone().unwrap_or_default();
         c.network_id = self.network_id.clone();
         c.sync_interval = self.sync_interval;
         c.table.max_skew = self.max_clock_skew;
@@ -429,6 +460,32 @@ mod tests {
         assert_eq!(c.table.max_skew, Duration::from_secs(120));
         assert_eq!(c.table.tombstone_grace, Duration::from_secs(86_400));
         assert_eq!(c.listen[0].to_string(), "/ip4/0.0.0.0/tcp/4001", "the default listen address");
+    }
+
+    #[test]
+    fn service_ports_reach_the_node_config_and_bad_ones_are_refused_clearly() {
+        let parse = |ports: &str| Cli::try_parse_from(["udht-node", "--ports", ports]);
+        let c = parse("networkLayer=6002,userSync=3003,fileSync=3001").unwrap().node_config().unwrap();
+        let want: BTreeMap<String, u16> = [("networkLayer", 6002), ("userSync", 3003), ("fileSync", 3001)]
+            .map(|(n, p)| (n.into(), p))
+            .into();
+        assert_eq!(c.ports, want);
+        assert!(Cli::try_parse_from(["udht-node"]).unwrap().node_config().unwrap().ports.is_empty());
+        let too_many = (0..=MAX_PORTS).map(|i| format!("s{i}={}", 3000 + i)).collect::<Vec<_>>().join(",");
+        for (bad, says) in [
+            ("userSync", "expected NAME=PORT"),
+            ("userSync=", "from 1 to 65535"),
+            ("userSync=65536", "from 1 to 65535"),
+            ("userSync=0", "from 1 to 65535"),
+            ("userSync=x", "from 1 to 65535"),
+            ("=3003", "a port name must have"),
+            ("a=1,a=2", "given twice"),
+            (too_many.as_str(), "at most 16"),
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
+            assert!(e.to_string().contains(says) && e.to_string().contains("--ports"), "{bad}: {e}");
+        }
     }
 
     fn ctl_action(args: &[&str]) -> CtlAction {

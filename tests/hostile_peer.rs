@@ -13,7 +13,7 @@ use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, cbor, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder};
+use libp2p::{identify, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use tempfile::TempDir;
@@ -28,6 +28,8 @@ use udht::{NodeConfig, NodeHandle, RunningNode};
 
 const TOPIC: &str = "udht/peers/2";
 const SYNC_PROTOCOL: &str = "/udht/sync/3.0.0";
+/// The rogue identifies itself as a udht peer: a peer that does not is closed as a stranger.
+const IDENTIFY_PROTOCOL: &str = "/udht/id/1.0.0";
 const WAIT: Duration = Duration::from_secs(10);
 const TEN_MINUTES_MS: u64 = 10 * 60 * 1000;
 
@@ -41,6 +43,7 @@ enum RogueRequest {
 
 #[derive(NetworkBehaviour)]
 struct Rogue {
+    identify: identify::Behaviour,
     gossipsub: gossipsub::Behaviour,
     sync: cbor::Behaviour<RogueRequest, SyncReply>,
 }
@@ -73,7 +76,9 @@ fn rogue_swarm() -> Swarm<Rogue> {
             let codec = cbor::codec::Codec::default().set_response_size_maximum(8 << 20);
             let protocols = [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)];
             let sync = cbor::Behaviour::with_codec(codec, protocols, request_response::Config::default());
-            Ok(Rogue { gossipsub, sync })
+            let identify =
+                identify::Behaviour::new(identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public()));
+            Ok(Rogue { identify, gossipsub, sync })
         })
         .expect("rogue behaviour")
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))

@@ -1,6 +1,7 @@
 //! The network edge: libp2p identity, addresses and the swarm. The only module that imports libp2p.
 
 mod addr;
+mod admission;
 mod behaviour;
 mod codec;
 mod config;

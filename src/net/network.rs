@@ -11,14 +11,15 @@ use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::DialOpts;
-use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::{StreamUpgradeError, SwarmEvent};
 use libp2p::{identify, kad, Multiaddr, PeerId, Swarm};
 use serde::Serialize;
 
 use crate::core::replica::{OwnAddress, RequestId, Verdict};
 use crate::core::sync::{SyncReply, SyncRequest};
 
-use super::addr::{host_and_port, is_loopback, NetError};
+use super::addr::{dialable, host_and_port, is_loopback, peer_of, record_addrs, NetError};
+use super::admission::{Admission, Judged};
 use super::behaviour::{build_swarm, Behaviour, BehaviourEvent, Protocols};
 use super::codec::Inbound;
 use super::config::NetConfig;
@@ -42,8 +43,9 @@ pub struct Responder(ResponseChannel<SyncReply>);
 /// What the network tells the node task.
 #[derive(Debug)]
 pub enum NetEvent {
-    /// The first connection to a peer opened.
+    /// A peer of this network is connected: identify showed it speaks our protocols.
     PeerConnected(PeerId),
+    /// The last connection to a peer that was [`NetEvent::PeerConnected`] closed.
     PeerDisconnected(PeerId),
     Gossip {
         from: PeerId,
@@ -90,6 +92,11 @@ pub struct NetStats {
     pub dials: u64,
     /// Connections closed because their pings failed.
     pub dead_connections_closed: u64,
+    /// Peers whose connections were closed because they do not speak this network's protocols
+    /// (another network id or another libp2p application), or never identified themselves.
+    pub strangers_closed: u64,
+    /// Connections open now, to members and to peers still being identified (not a counter).
+    pub open_connections: u64,
 }
 
 /// The swarm and its connectivity state.
@@ -104,6 +111,8 @@ pub struct Network {
     /// Our outstanding sync requests: libp2p's id to the caller's. An entry leaves with the
     /// response or the failure, one of which libp2p always reports.
     outbound: HashMap<OutboundRequestId, RequestId>,
+    /// Which connected peers are of this network; strangers met recently.
+    admission: Admission<PeerId>,
     /// Peers banned by the replica. The only other reason to block a peer is a test's cut.
     banned: HashSet<PeerId>,
     /// Peers a test cut us off from (a partition), separate from bans so neither lifts the other.
@@ -133,6 +142,7 @@ impl Network {
             bootstrap_peers: HashMap::new(),
             last_dial: HashMap::new(),
             outbound: HashMap::new(),
+            admission: Admission::new(),
             banned: HashSet::new(),
             #[cfg(feature = "test-util")]
             cut: HashSet::new(),
@@ -147,7 +157,8 @@ impl Network {
     }
 
     pub fn stats(&self) -> NetStats {
-        self.stats
+        let open = self.swarm.network_info().connection_counters().num_established();
+        NetStats { open_connections: u64::from(open), ..self.stats }
     }
 
     /// Addresses we listen on (the unspecified ones expanded to real interfaces).
@@ -180,12 +191,13 @@ impl Network {
         OwnAddress {
             ip,
             port: if port == 0 { String::new() } else { port.to_string() },
-            addrs: advertised.iter().map(|a| format!("{a}/p2p/{me}")).collect(),
+            addrs: record_addrs(&advertised).iter().map(|a| format!("{a}/p2p/{me}")).collect(),
         }
     }
 
+    /// The connected peers of this network (strangers and unidentified connections left out).
     pub fn connected_peers(&self) -> Vec<PeerId> {
-        self.swarm.connected_peers().copied().collect()
+        self.admission.members().copied().collect()
     }
 
     /// The gossipsub score of a peer, if it is known.
@@ -277,7 +289,17 @@ impl Network {
     /// Keeps the node connected: re-dials the bootstrap peers when none of them is connected (a
     /// healed partition re-merges by itself) and dials known peers while below the target.
     pub fn maintain(&mut self) {
-        let connected: HashSet<PeerId> = self.swarm.connected_peers().copied().collect();
+        let now = Instant::now();
+        for peer in self.admission.overdue(now) {
+            tracing::info!(%peer, "closing a connection that never identified itself");
+            self.stranger(peer);
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        for peer in self.admission.due_to_close(now) {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        // Only members count toward the target: strangers must not crowd real peers out.
+        let connected: HashSet<PeerId> = self.admission.members().copied().collect();
         let bootstrap_connected =
             self.bootstrap_peers.values().any(|p| connected.contains(p)) || self.config.bootstrap.is_empty();
         if connected.is_empty() || !bootstrap_connected {
@@ -290,12 +312,13 @@ impl Network {
         for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
             for entry in bucket.iter() {
                 let peer = *entry.node.key.preimage();
-                if !connected.contains(&peer) {
+                if !connected.contains(&peer) && !self.admission.is_stranger(&peer, now) {
                     candidates.push((peer, entry.node.value.iter().cloned().collect()));
                 }
             }
         }
-        let now = Instant::now();
+        // A connection still being identified is not dialled twice.
+        candidates.retain(|(peer, _)| !self.swarm.is_connected(peer));
         self.last_dial.retain(|_, t| now.duration_since(*t) < REDIAL_BACKOFF);
         let mut dials = 0;
         for (peer, addrs) in candidates {
@@ -324,21 +347,16 @@ impl Network {
     }
 
     fn dial_bootstrap(&mut self) {
+        let now = Instant::now();
         for addr in self.config.bootstrap.clone() {
-            match peer_of(&addr) {
-                Some(peer) if peer == self.local_peer_id() => continue,
-                Some(peer) => {
-                    if self.swarm.is_connected(&peer) || self.is_blocked(&peer) {
-                        continue;
-                    }
-                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
-                }
-                None => {
-                    if let Some(peer) = self.bootstrap_peers.get(&addr) {
-                        if self.swarm.is_connected(peer) || self.is_blocked(peer) {
-                            continue;
-                        }
-                    }
+            let peer = peer_of(&addr).or_else(|| self.bootstrap_peers.get(&addr).copied());
+            if let Some(peer) = peer {
+                if peer == self.local_peer_id()
+                    || self.swarm.is_connected(&peer)
+                    || self.is_blocked(&peer)
+                    || self.admission.is_stranger(&peer, now)
+                {
+                    continue;
                 }
             }
             self.stats.dials += 1;
@@ -372,19 +390,19 @@ impl Network {
                 self.listen_addrs.retain(|a| a != &address);
                 Some(NetEvent::ListenAddrsChanged)
             }
-            SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
                 if let ConnectedPoint::Dialer { address, .. } = &endpoint {
                     let bare: Multiaddr = address.iter().filter(|p| !matches!(p, Protocol::P2p(_))).collect();
                     if self.config.bootstrap.contains(&bare) || self.config.bootstrap.contains(address) {
-                        self.bootstrap_peers.insert(bare.clone(), peer_id);
-                        self.swarm.behaviour_mut().kad.add_address(&peer_id, bare);
-                        let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                        self.bootstrap_peers.insert(bare, peer_id);
                     }
                 }
-                (num_established.get() == 1).then_some(NetEvent::PeerConnected(peer_id))
+                // Not a peer of ours until identify says so (see `identified`).
+                self.admission.connected(peer_id, Instant::now());
+                None
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
-                Some(NetEvent::PeerDisconnected(peer_id))
+                self.admission.disconnected(&peer_id).then_some(NetEvent::PeerDisconnected(peer_id))
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
@@ -398,19 +416,12 @@ impl Network {
                     data: message.data,
                 })
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
-                peer_id,
-                info,
-                ..
-            })) => {
-                self.learn_addresses(peer_id, info);
-                None
-            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(event)) => self.handle_identify(event),
             SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
                 result: kad::QueryResult::GetClosestPeers(Ok(ok)),
                 ..
             })) => {
-                let connected = self.swarm.connected_peers().count();
+                let connected = self.admission.member_count();
                 let wanted = self.config.target_peers.saturating_sub(connected);
                 let now = Instant::now();
                 for info in ok.peers.into_iter().take(wanted) {
@@ -421,6 +432,7 @@ impl Network {
                     if info.peer_id != self.local_peer_id()
                         && !self.swarm.is_connected(&info.peer_id)
                         && !self.is_blocked(&info.peer_id)
+                        && !self.admission.is_stranger(&info.peer_id, now)
                         && fresh
                     {
                         self.dial_peer(info.peer_id, info.addrs);
@@ -479,6 +491,62 @@ impl Network {
         }
     }
 
+    /// Identify decides whether a connected peer is of this network. Our identify protocol's
+    /// name carries the network id too, so a peer of another network fails to negotiate it.
+    fn handle_identify(&mut self, event: identify::Event) -> Option<NetEvent> {
+        let now = Instant::now();
+        let (peer, judged) = match event {
+            identify::Event::Received { peer_id, info, .. } => {
+                let speaks_ours = info.protocols.contains(&self.protocols.sync);
+                let judged = self.admission.identified(peer_id, speaks_ours, now);
+                if speaks_ours {
+                    self.learn_addresses(peer_id, info);
+                }
+                (peer_id, judged)
+            }
+            identify::Event::Error { peer_id, error: StreamUpgradeError::NegotiationFailed, .. } => {
+                (peer_id, self.admission.identified(peer_id, false, now))
+            }
+            // Timeouts and broken streams say nothing about the peer's protocols; a candidate
+            // that never identifies itself is closed by `maintain` after the deadline.
+            _ => return None,
+        };
+        match judged {
+            Judged::NewMember => {
+                self.joined(peer);
+                Some(NetEvent::PeerConnected(peer))
+            }
+            Judged::Stranger => {
+                // Closed by `maintain` after a short grace (see `admission::CLOSE_GRACE`).
+                tracing::info!(%peer, "closing a connection to a peer of another network");
+                self.stranger(peer);
+                None
+            }
+            Judged::Unchanged => None,
+        }
+    }
+
+    /// A peer of this network is connected: a bootstrap peer seeds Kademlia (added only now, so
+    /// that a stranger at a bootstrap address never enters the routing table).
+    fn joined(&mut self, peer: PeerId) {
+        let bootstrap: Vec<Multiaddr> =
+            self.bootstrap_peers.iter().filter(|(_, p)| **p == peer).map(|(a, _)| a.clone()).collect();
+        if bootstrap.is_empty() {
+            return;
+        }
+        for addr in bootstrap {
+            self.swarm.behaviour_mut().kad.add_address(&peer, addr);
+        }
+        let _ = self.swarm.behaviour_mut().kad.bootstrap();
+    }
+
+    /// Counts a stranger and keeps it out of Kademlia (Kademlia adds only peers that speak its
+    /// protocol, whose name carries the network id; this is for certainty).
+    fn stranger(&mut self, peer: PeerId) {
+        self.stats.strangers_closed += 1;
+        self.swarm.behaviour_mut().kad.remove_peer(&peer);
+    }
+
     /// Adds an identified udht peer's addresses to Kademlia (inbound peers are not added by kad
     /// itself), leaving out addresses nobody else could dial.
     fn learn_addresses(&mut self, peer: PeerId, info: identify::Info) {
@@ -491,39 +559,5 @@ impl Network {
                 self.swarm.behaviour_mut().kad.add_address(&peer, addr);
             }
         }
-    }
-}
-
-/// The peer id at the end of a `/p2p/<id>` address.
-fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
-    addr.iter().find_map(|p| match p {
-        Protocol::P2p(id) => Some(id),
-        _ => None,
-    })
-}
-
-/// An address worth putting in the DHT: not unspecified, not a relay circuit, and loopback only
-/// between nodes on one host.
-fn dialable(addr: &Multiaddr, loopback_ok: bool) -> bool {
-    addr.iter().all(|p| match p {
-        Protocol::Ip4(ip) => !ip.is_unspecified() && (loopback_ok || !ip.is_loopback()),
-        Protocol::Ip6(ip) => !ip.is_unspecified() && (loopback_ok || !ip.is_loopback()),
-        Protocol::P2pCircuit => false,
-        _ => true,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_dialable_addresses_reach_the_dht() {
-        let a = |s: &str| s.parse::<Multiaddr>().unwrap();
-        assert!(dialable(&a("/ip4/10.1.2.3/tcp/4001"), false));
-        assert!(dialable(&a("/dns4/node1/tcp/4001"), false));
-        assert!(!dialable(&a("/ip4/0.0.0.0/tcp/4001"), true));
-        assert!(!dialable(&a("/ip4/127.0.0.1/tcp/4001"), false));
-        assert!(dialable(&a("/ip4/127.0.0.1/tcp/4001"), true));
     }
 }

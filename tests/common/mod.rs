@@ -383,6 +383,24 @@ pub async fn request_once(addr: SocketAddr, request: &[u8]) -> Value {
     Conn::connect(addr).await.request_json(request).await
 }
 
+/// Runs `script` with the system's `python3` (arguments `args`, `stdin` on its standard input)
+/// and returns what it printed; panics, with its stderr, if it fails.
+pub fn python3(script: &str, args: &[&str], stdin: &[u8]) -> Vec<u8> {
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running python3 (needed to check pickles as the original's clients read them)");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "python3 failed: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
 /// Decodes a pickle with the system's `python3`, as the original's clients do (`pickle.loads`).
 /// Returns `{"value": <the object as JSON>, "types": <the same shape, every leaf replaced by its
 /// Python type name>}`. Panics if Python cannot load it or cannot express it as JSON (a datetime,
@@ -399,21 +417,7 @@ def kinds(v):
     return type(v).__name__
 print(json.dumps({"value": obj, "types": kinds(obj), "top": type(obj).__name__}))
 "#;
-    let mut child = Command::new("python3")
-        .args(["-c", SCRIPT])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running python3 (needed to check pickles as the original's clients read them)");
-    child.stdin.take().unwrap().write_all(pickle).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "python3 could not load the pickle: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("python3 printed JSON")
+    serde_json::from_slice(&python3(SCRIPT, &[], pickle)).expect("python3 printed JSON")
 }
 
 /// Asserts `s` is a timestamp as the original wrote them: `YYYY-MM-DD HH:MM:SS.ffffff`, and recent.

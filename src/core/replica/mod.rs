@@ -22,7 +22,7 @@ pub mod skew;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -65,6 +65,8 @@ pub struct ReplicaConfig {
     pub own_key: String,
     /// The own record's `name`.
     pub name: String,
+    /// The own record's `ports` (the node's service ports; `{}` when none).
+    pub ports: BTreeMap<String, u16>,
     pub sync_interval_ms: u64,
     pub refresh_interval_ms: u64,
     pub gc_interval_ms: u64,
@@ -451,7 +453,7 @@ impl<T: Types> Replica<T> {
             ip: Some(address.ip.clone()),
             port: Some(address.port.clone()),
             peer_id: Some(key.clone()),
-            ports: None,
+            ports: Some(self.config.ports.clone()),
             addrs: Some(address.addrs.iter().take(MAX_ADDRS).cloned().collect()),
         };
         let record = match self.table.get(&key) {

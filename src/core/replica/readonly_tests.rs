@@ -21,6 +21,7 @@ fn replica(id: u8) -> Replica<Sim> {
         probe_interval_ms: 2_000,
         seed: 1,
         clock_wait_ms: 0,
+        ports: Default::default(),
     };
     Replica::new(config, Table::for_tests(id))
 }

@@ -362,6 +362,7 @@ impl World {
         let config = ReplicaConfig {
             own_key: format!("replica-{i}"),
             name: format!("replica-{i}"),
+            ports: Default::default(),
             sync_interval_ms: self.config.sync_interval_ms,
             refresh_interval_ms: 24 * 3600 * 1000,
             gc_interval_ms: 24 * 3600 * 1000,

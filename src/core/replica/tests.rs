@@ -11,6 +11,7 @@ fn replica(id: u8) -> Replica<Sim> {
     let config = ReplicaConfig {
         own_key: "own".into(),
         name: "me".into(),
+        ports: Default::default(),
         sync_interval_ms: 10_000,
         refresh_interval_ms: 60_000,
         gc_interval_ms: 3_600_000,

@@ -17,6 +17,7 @@ pub use watch::{change_line, lagged_line, ready_line, snapshot_line, ACTION_WATC
 use super::timestamp::{format_micros_into, TIMESTAMP_LEN};
 use crate::core::record::{MAX_PORTS, MAX_STRING_BYTES};
 use crate::core::{validate_key, PeerFields, PeerRecord};
+use pickle::Py;
 
 /// A well-formed frame: a request to answer, or type 1.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -390,7 +391,7 @@ impl Serialize for RecordView<'_> {
         m.serialize_entry("name", &r.name)?;
         m.serialize_entry("ip", &r.ip)?;
         m.serialize_entry("port", &r.port)?;
-        if !r.ports.is_empty() {
+        if shows_ports(r) {
             m.serialize_entry("ports", &r.ports)?;
         }
         if !r.addrs.is_empty() {
@@ -409,6 +410,40 @@ impl Serialize for RecordView<'_> {
     }
 }
 
+/// Whether a record shows `ports`: always on records with a peer id (the later revision's
+/// records, nodes' own records among them, always carried it: clients read
+/// `peer["ports"]["networkLayer"]`), and on any record that has some.
+fn shows_ports(r: &PeerRecord) -> bool {
+    r.peer_id.is_some() || !r.ports.is_empty()
+}
+
+/// A record as the Python value clients unpickle: the same fields as [`RecordView`] (a test
+/// holds them equal).
+fn record_py(r: &PeerRecord) -> Py<'_> {
+    let mut items = Vec::with_capacity(10);
+    if let Some(id) = &r.peer_id {
+        items.push((Py::str("peer_id"), Py::str(id)));
+    }
+    items.push((Py::str("name"), Py::str(&r.name)));
+    items.push((Py::str("ip"), Py::str(&r.ip)));
+    items.push((Py::str("port"), Py::str(&r.port)));
+    if shows_ports(r) {
+        let ports = r.ports.iter().map(|(name, port)| (Py::str(name), Py::Int(i64::from(*port))));
+        items.push((Py::str("ports"), Py::Dict(ports.collect())));
+    }
+    if !r.addrs.is_empty() {
+        items.push((Py::str("addrs"), Py::List(r.addrs.iter().map(|a| Py::str(a)).collect())));
+    }
+    let mut buf = [0u8; TIMESTAMP_LEN];
+    for (name, us) in
+        [("createdAt", r.created_at), ("updatedAt", r.updated_at), ("lastConnectionOn", r.last_connection_on)]
+    {
+        let text = String::from_utf8_lossy(format_micros_into(us, &mut buf)).into_owned();
+        items.push((Py::str(name), Py::Str(Cow::Owned(text))));
+    }
+    Py::Dict(items)
+}
+
 /// The whole table as a map key -> record.
 pub struct TableView<'a>(pub &'a [(Arc<str>, Arc<PeerRecord>)]);
 
@@ -422,9 +457,10 @@ impl Serialize for TableView<'_> {
     }
 }
 
-/// The table as the original sent it: a bare pickle of a dict, no framing.
+/// The table as the original sent it: a bare pickle (protocol 4) of a dict, no framing.
 pub fn table_pickle(table: &[(Arc<str>, Arc<PeerRecord>)]) -> Vec<u8> {
-    serde_pickle::to_vec(&TableView(table), serde_pickle::SerOptions::new()).expect("records always pickle")
+    let items = table.iter().map(|(k, r)| (Py::str(k), record_py(r))).collect();
+    pickle::dumps(&Py::Dict(items))
 }
 
 /// The peer fields a client sends with an add or update, under the first revision's names
@@ -537,5 +573,6 @@ fn peer_data_json(peer: &PeerData) -> Value {
     Value::Object(data)
 }
 
+pub(crate) mod pickle;
 #[cfg(test)]
 mod tests;
