@@ -167,14 +167,18 @@ impl RunningNode {
         .await
         .expect("start-up task panicked")?;
         let records = table.len();
-        let net = Network::start(keypair, net_config(&config))?;
+        let mut net = Network::start(keypair, net_config(&config))?;
+        // What `/metrics` serves besides the node's own figures, when it is served.
+        let mut registry = web_listener.as_ref().map(|_| Registry::default());
+        if let Some(registry) = registry.as_mut() {
+            net.register_metrics(registry);
+        }
         let peer_id = net.local_peer_id().to_string();
         let parts = Parts { replica: replica_config(&config, &peer_id), table, store, store_events, net };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (handle, task) = node::spawn(parts, shutdown_rx.clone());
         let manager_stats = Arc::new(ManagerStats::default());
-        let web = web_listener.map(|listener| {
-            let mut registry = Registry::default();
+        let web = web_listener.zip(registry).map(|(listener, mut registry)| {
             manager_stats.register(&mut registry);
             let state = Arc::new(WebState::new(handle.clone(), manager_stats.clone(), registry));
             tokio::spawn(web::serve(listener, state, shutdown_rx.clone()))

@@ -116,7 +116,7 @@ async fn a_peer_of_another_network_id_is_disconnected_at_once_and_never_listed()
     );
     watch(&a, &b, &s, &ids, Duration::ZERO).await;
 
-    // The real peers connect and converge; the stranger's table holds only its own record.
+    // The real peers connect and converge; the stranger's table holds at most its own record.
     eventually("a and b connected", CONVERGE, async || {
         let (sa, sb) = (a.status().await, b.status().await);
         connected(&sa).contains(&ids.b) && connected(&sb).contains(&ids.a)
@@ -138,7 +138,8 @@ async fn a_peer_of_another_network_id_is_disconnected_at_once_and_never_listed()
     let before = closed(&found);
     let [sa, sb, ss] = watch(&a, &b, &s, &ids, Duration::from_secs(4)).await;
     assert_eq!(net(&ss, "open_connections"), 0, "{ss}");
-    assert_eq!(ss["table_size"], 1, "the stranger learnt nothing: {ss}");
+    // At most its own record (which waits up to `clock_wait` for a clock comparison it never gets).
+    assert!(ss["table_size"].as_u64() <= Some(1), "the stranger learnt nothing: {ss}");
     let after = closed(&[sa.clone(), sb.clone(), ss.clone()]);
     let judgements: Vec<String> = [(&a, "a"), (&b, "b"), (&s, "s")]
         .iter()

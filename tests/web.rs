@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{eventually, http_get, start_node_with, Conn};
+use common::{eventually, http_get, listen_addr, start_node_with, Conn};
 use serde_json::{json, Value};
 use udht::web::{self, WebError};
 
@@ -68,6 +68,31 @@ async fn metrics_parse_and_their_counters_move_with_traffic() {
     assert_eq!(after.get(adds), Some(&5.0), "{after:?}");
     assert_eq!(after.get(gets), Some(&1.0), "{after:?}");
     node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn libp2p_metrics_come_with_the_nodes_own() {
+    let metrics = |c: &mut udht::NodeConfig| {
+        c.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
+        c.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    };
+    let (a, _da) = start_node_with(metrics).await;
+    let seed = listen_addr(&a).await;
+    let (b, _db) = start_node_with(move |c| {
+        metrics(c);
+        c.bootstrap = vec![seed];
+    })
+    .await;
+    let addr = a.metrics_addr.unwrap();
+    let m = eventually("libp2p's connection and identify metrics", WAIT, async || {
+        let m = scrape(addr).await;
+        let has = |prefix: &str| m.iter().any(|(k, v)| k.starts_with(prefix) && *v > 0.0);
+        (has("libp2p_swarm_connections_established") && has("libp2p_identify_")).then_some(m)
+    })
+    .await;
+    assert_eq!(m.get("udht_connected_peers{}"), Some(&1.0), "{m:?}");
+    b.shutdown().await.unwrap();
+    a.shutdown().await.unwrap();
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ mod behaviour;
 mod codec;
 mod config;
 mod identity;
+mod metrics;
 mod network;
 
 pub use addr::{host_and_port, is_loopback, parse_multiaddr, NetError};

@@ -23,6 +23,7 @@ use super::admission::{Admission, Judged};
 use super::behaviour::{build_swarm, Behaviour, BehaviourEvent, Protocols};
 use super::codec::Inbound;
 use super::config::NetConfig;
+use super::metrics::SwarmMetrics;
 
 /// A peer is not re-dialled sooner than this after a dial attempt.
 const REDIAL_BACKOFF: Duration = Duration::from_secs(3);
@@ -119,6 +120,8 @@ pub struct Network {
     #[cfg(feature = "test-util")]
     cut: HashSet<PeerId>,
     stats: NetStats,
+    /// libp2p's metrics, when `/metrics` is served.
+    metrics: Option<SwarmMetrics>,
 }
 
 impl Network {
@@ -147,9 +150,16 @@ impl Network {
             #[cfg(feature = "test-util")]
             cut: HashSet::new(),
             stats: NetStats::default(),
+            metrics: None,
         };
         net.dial_bootstrap();
         Ok(net)
+    }
+
+    /// Records libp2p's metrics (connections, gossipsub, Kademlia, identify, ping) into `registry`
+    /// from now on.
+    pub fn register_metrics(&mut self, registry: &mut prometheus_client::registry::Registry) {
+        self.metrics = Some(SwarmMetrics::new(registry));
     }
 
     pub fn local_peer_id(&self) -> PeerId {
@@ -371,6 +381,9 @@ impl Network {
     pub async fn next_event(&mut self) -> NetEvent {
         loop {
             let event = self.swarm.select_next_some().await;
+            if let Some(metrics) = &self.metrics {
+                metrics.record(&event);
+            }
             if let Some(e) = self.handle(event) {
                 return e;
             }
