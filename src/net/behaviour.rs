@@ -1,5 +1,6 @@
 //! The libp2p behaviour of a udht node, and the swarm built around the node's identity.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use either::Either;
@@ -21,7 +22,7 @@ use libp2p::{
 use xxhash_rust::xxh3::xxh3_128;
 
 use super::addr::NetError;
-use super::codec::SyncCodec;
+use super::codec::{SyncBytes, SyncCodec};
 use super::config::{NetConfig, Psk};
 use crate::core::delta::MAX_DELTA_BYTES;
 
@@ -152,6 +153,7 @@ pub fn build_swarm(
     key: Keypair,
     config: &NetConfig,
     protocols: &Protocols,
+    sync_bytes: Arc<SyncBytes>,
 ) -> Result<Swarm<Behaviour>, NetError> {
     let hide_listen_addrs = !config.announce.is_empty();
     let psk = config.psk.clone();
@@ -185,7 +187,7 @@ pub fn build_swarm(
             // Private and docker networks never confirm an external address; stay a server.
             kad.set_mode(Some(kad::Mode::Server));
             let sync = SyncBehaviour::with_codec(
-                SyncCodec,
+                SyncCodec::new(sync_bytes),
                 [(protocols.sync.clone(), ProtocolSupport::Full)],
                 request_response::Config::default()
                     .with_request_timeout(SYNC_REQUEST_TIMEOUT)

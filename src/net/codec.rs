@@ -3,6 +3,8 @@
 //! node as [`Inbound::Malformed`], so it is answered, counted and held against the sender.
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 use futures::prelude::*;
 use libp2p::request_response;
@@ -18,8 +20,33 @@ pub enum Inbound {
     Malformed(String),
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SyncCodec;
+/// Anti-entropy bytes on the wire, shared by every connection's codec.
+#[derive(Debug, Default)]
+pub struct SyncBytes {
+    pub sent: AtomicU64,
+    pub received: AtomicU64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SyncCodec {
+    bytes: Arc<SyncBytes>,
+}
+
+impl SyncCodec {
+    pub fn new(bytes: Arc<SyncBytes>) -> Self {
+        SyncCodec { bytes }
+    }
+
+    fn received(&self, n: usize) {
+        self.bytes.received.fetch_add(n as u64, Relaxed);
+    }
+
+    async fn send<T: AsyncWrite + Unpin + Send>(&self, io: &mut T, bytes: &[u8]) -> io::Result<()> {
+        io.write_all(bytes).await?;
+        self.bytes.sent.fetch_add(bytes.len() as u64, Relaxed);
+        Ok(())
+    }
+}
 
 /// An oversized request is read and discarded up to this many bytes in all, so a sender that is
 /// merely too big gets its refusal; past it we stop reading and the sender times out.
@@ -51,7 +78,11 @@ impl request_response::Codec for SyncCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        Ok(match read_limited(io).await? {
+        let read = read_limited(io).await?;
+        if let Ok(bytes) = &read {
+            self.received(bytes.len());
+        }
+        Ok(match read {
             Ok(bytes) => match cbor4ii::serde::from_slice::<SyncRequest>(&bytes) {
                 Ok(request) => Inbound::Valid(request),
                 Err(e) => Inbound::Malformed(format!("undecodable request: {e}")),
@@ -65,6 +96,7 @@ impl request_response::Codec for SyncCodec {
         T: AsyncRead + Unpin + Send,
     {
         let bytes = read_limited(io).await?.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        self.received(bytes.len());
         cbor4ii::serde::from_slice(&bytes)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
     }
@@ -74,7 +106,7 @@ impl request_response::Codec for SyncCodec {
         T: AsyncWrite + Unpin + Send,
     {
         match req {
-            Inbound::Valid(r) => io.write_all(&encode(&r)?).await,
+            Inbound::Valid(r) => self.send(io, &encode(&r)?).await,
             Inbound::Malformed(_) => {
                 Err(io::Error::new(io::ErrorKind::InvalidInput, "not a request to send"))
             }
@@ -85,6 +117,6 @@ impl request_response::Codec for SyncCodec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        io.write_all(&encode(&resp)?).await
+        self.send(io, &encode(&resp)?).await
     }
 }

@@ -2,6 +2,8 @@
 //! discovery, keeping enough connections). It hands the node task a few app-level events.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -21,7 +23,7 @@ use crate::core::sync::{SyncReply, SyncRequest};
 use super::addr::{dialable, host_and_port, is_loopback, peer_of, record_addrs, NetError};
 use super::admission::{Admission, Judged};
 use super::behaviour::{build_swarm, Behaviour, BehaviourEvent, Protocols};
-use super::codec::Inbound;
+use super::codec::{Inbound, SyncBytes};
 use super::config::NetConfig;
 use super::metrics::SwarmMetrics;
 
@@ -98,6 +100,9 @@ pub struct NetStats {
     pub strangers_closed: u64,
     /// Connections open now, to members and to peers still being identified (not a counter).
     pub open_connections: u64,
+    /// Anti-entropy messages on the wire, in bytes (requests and responses).
+    pub sync_bytes_sent: u64,
+    pub sync_bytes_received: u64,
 }
 
 /// The swarm and its connectivity state.
@@ -122,13 +127,16 @@ pub struct Network {
     stats: NetStats,
     /// libp2p's metrics, when `/metrics` is served.
     metrics: Option<SwarmMetrics>,
+    /// Anti-entropy bytes on the wire, counted by the codec.
+    sync_bytes: Arc<SyncBytes>,
 }
 
 impl Network {
     /// Builds the swarm, starts listening and dials the bootstrap peers.
     pub fn start(key: Keypair, config: NetConfig) -> Result<Network, NetError> {
         let protocols = Protocols::new(&config.network_id)?;
-        let mut swarm = build_swarm(key, &config, &protocols)?;
+        let sync_bytes = Arc::new(SyncBytes::default());
+        let mut swarm = build_swarm(key, &config, &protocols, sync_bytes.clone())?;
         for addr in &config.listen {
             swarm
                 .listen_on(addr.clone())
@@ -151,6 +159,7 @@ impl Network {
             cut: HashSet::new(),
             stats: NetStats::default(),
             metrics: None,
+            sync_bytes,
         };
         net.dial_bootstrap();
         Ok(net)
@@ -168,7 +177,12 @@ impl Network {
 
     pub fn stats(&self) -> NetStats {
         let open = self.swarm.network_info().connection_counters().num_established();
-        NetStats { open_connections: u64::from(open), ..self.stats }
+        NetStats {
+            open_connections: u64::from(open),
+            sync_bytes_sent: self.sync_bytes.sent.load(Relaxed),
+            sync_bytes_received: self.sync_bytes.received.load(Relaxed),
+            ..self.stats
+        }
     }
 
     /// Addresses we listen on (the unspecified ones expanded to real interfaces).
