@@ -180,6 +180,7 @@ struct StatusView<'a> {
     table_stats: &'a TableStats,
     net_stats: &'a NetStats,
     sync_stats: &'a SyncStats,
+    scrubbed_at_start: usize,
     manager: StatsSnapshot,
 }
 
@@ -195,6 +196,7 @@ impl<'a> StatusView<'a> {
             table_stats: &s.table_stats,
             net_stats: &s.net_stats,
             sync_stats: &s.sync_stats,
+            scrubbed_at_start: s.scrubbed_at_start,
             manager,
         }
     }

@@ -41,6 +41,8 @@ pub struct Status {
     pub table_stats: TableStats,
     pub net_stats: NetStats,
     pub sync_stats: SyncStats,
+    /// Stored entries dropped at start as damaged (failed signature, or undecodable).
+    pub scrubbed_at_start: usize,
 }
 
 /// One request to the node task. Reads never are: they use the view.
@@ -70,4 +72,6 @@ pub struct Parts {
     pub store: Store,
     pub store_events: mpsc::Receiver<StoreEvent>,
     pub net: Network,
+    /// Stored entries dropped at start as damaged, for the status.
+    pub scrubbed_at_start: usize,
 }
