@@ -68,7 +68,8 @@ pub(super) fn read_all(
     // A table taken over with `--init` holds the old node's own record, keyed by its peer id.
     // It cannot be tombstoned (only its owner may write that key, and its key is lost), so it is
     // dropped here like a damaged entry: this node no longer serves it as anyone's. Peers that
-    // hold it keep it, as they keep the record of any node that left for good.
+    // hold it keep it, as they keep the record of any node that left for good. (A table written
+    // before owners were recorded names no previous owner: its old own record stays.)
     let orphan = previous_owner.as_deref();
     let mut drop = Dropped::default();
     let (mut next_seq, mut logged) = (0, 0);
