@@ -9,18 +9,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::core::replica::{
     ReplicaConfig, DEFAULT_CLOCK_WAIT_MS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_PEER_ENTRY_RATE,
     DEFAULT_PROBE_INTERVAL_MS,
 };
-use crate::core::{Entry, Table, TableConfig};
+use crate::core::TableConfig;
+use crate::integrity::{self, IntegrityError};
 use crate::manager::{self, ManagerConfig, ManagerError, ManagerStats};
 use crate::net::{self, Multiaddr, NetConfig, NetError, Network, Psk};
 use crate::node::{self, NodeError, NodeHandle, Parts};
-use crate::store::{self, Job, Loaded, Store, StoreError, StoreEvent};
+use crate::store::{self, StartMode, StoreError};
 use crate::web::{self, WebError, WebState};
 
 /// How often the node rewrites its own record's `lastConnectionOn`: slow, since every refresh is
@@ -37,8 +38,6 @@ pub const DEFAULT_TARGET_PEERS: usize = 8;
 /// Commits the store may be asked for beyond `max_in_flight`: the replica's timers (own-record
 /// refresh, tombstone collection) may each add one while writes are paused.
 const STORE_SLACK: usize = 8;
-/// The start-up migration's commit number; the replica's own start at 0 once it runs.
-const MIGRATION_SEQ: u64 = u64::MAX;
 
 /// Everything a node needs to start.
 #[derive(Debug, Clone)]
@@ -77,6 +76,8 @@ pub struct NodeConfig {
     /// At start, the own record waits this long for a clock comparison with a peer; only when
     /// bootstrap peers are given (without, there is nobody to find at start).
     pub clock_wait: Duration,
+    /// What `--init` / `--reset-table` allow when the data dir's files do not belong together.
+    pub start_mode: StartMode,
 }
 
 impl NodeConfig {
@@ -104,6 +105,7 @@ impl NodeConfig {
             peer_entry_rate: DEFAULT_PEER_ENTRY_RATE,
             probe_interval: Duration::from_millis(DEFAULT_PROBE_INTERVAL_MS),
             clock_wait: Duration::from_millis(DEFAULT_CLOCK_WAIT_MS),
+            start_mode: StartMode::default(),
         }
     }
 }
@@ -119,8 +121,8 @@ pub enum StartError {
     Manager(#[from] ManagerError),
     #[error(transparent)]
     Web(#[from] WebError),
-    #[error("rewriting entries stored unsigned failed: {0}")]
-    Migration(String),
+    #[error(transparent)]
+    Integrity(#[from] IntegrityError),
 }
 
 /// A started node: its handle, addresses, and the means to stop it.
@@ -152,20 +154,19 @@ impl RunningNode {
         let (dir, table_config) = (config.data_dir.clone(), config.table);
         let network_id = config.network_id.clone();
         let capacity = config.max_in_flight.max(1) + STORE_SLACK;
-        let (keypair, store, store_events, table) = tokio::task::spawn_blocking(move || {
+        let mode = config.start_mode;
+        let (keypair, opened) = tokio::task::spawn_blocking(move || {
+            // Before the identity is created: a table without its identity must not get a new one.
+            store::check_data_dir(&dir, mode)?;
             let key_bytes = store::load_or_create_identity(&dir, net::generate_identity)?;
             let keypair = net::decode_identity(&key_bytes)?;
-            let mut table = Table::new(net::signer_of(&keypair)?, &network_id, table_config);
-            let mut unsigned = Vec::new();
-            let (store, mut events) = store::Store::open(&dir, capacity, |loaded| match loaded {
-                Loaded::Signed(e) => table.load_entry(e),
-                Loaded::Unsigned(e) => unsigned.push(e),
-            })?;
-            migrate(&mut table, &store, &mut events, unsigned)?;
-            Ok::<_, StartError>((keypair, store, events, table))
+            let signer = net::signer_of(&keypair)?;
+            let opened = integrity::open(&dir, signer, &network_id, table_config, capacity, mode.init)?;
+            Ok::<_, StartError>((keypair, opened))
         })
         .await
         .expect("start-up task panicked")?;
+        let integrity::Opened { table, store, events: store_events, scrubbed } = opened;
         let records = table.len();
         let mut net = Network::start(keypair, net_config(&config))?;
         // What `/metrics` serves besides the node's own figures, when it is served.
@@ -174,7 +175,8 @@ impl RunningNode {
             net.register_metrics(registry);
         }
         let peer_id = net.local_peer_id().to_string();
-        let parts = Parts { replica: replica_config(&config, &peer_id), table, store, store_events, net };
+        let replica = replica_config(&config, &peer_id);
+        let parts = Parts { replica, table, store, store_events, net, scrubbed_at_start: scrubbed };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (handle, task) = node::spawn(parts, shutdown_rx.clone());
         let manager_stats = Arc::new(ManagerStats::default());
@@ -191,7 +193,7 @@ impl RunningNode {
             shutdown_rx,
         ));
         let private = config.psk.as_ref().map(Psk::fingerprint);
-        tracing::info!(%peer_id, manager = %manager_addr, metrics = ?metrics_addr, records, ?private, "node started");
+        tracing::info!(%peer_id, manager = %manager_addr, metrics = ?metrics_addr, records, scrubbed, ?private, "node started");
         Ok(RunningNode { handle, manager_addr, peer_id, metrics_addr, shutdown, task, manager, web })
     }
 
@@ -217,28 +219,6 @@ impl RunningNode {
                 ended.unwrap_or(Err(NodeError::ShuttingDown))
             }
         }
-    }
-}
-
-/// Entries stored before entries were signed: this node's own are re-signed and rewritten, the
-/// others' deleted (anti-entropy fetches them again, signed). Committed before the node starts.
-fn migrate(
-    table: &mut Table,
-    store: &Store,
-    events: &mut mpsc::Receiver<StoreEvent>,
-    unsigned: Vec<Entry>,
-) -> Result<(), StartError> {
-    if unsigned.is_empty() {
-        return Ok(());
-    }
-    let found = unsigned.len();
-    let (puts, deletes) = table.adopt_unsigned(unsigned);
-    tracing::info!(found, resigned = puts.len(), dropped = deletes.len(), "migrated entries stored unsigned");
-    store.submit(Job { seq: MIGRATION_SEQ, puts, deletes })?;
-    match events.blocking_recv() {
-        Some(StoreEvent::Committed(MIGRATION_SEQ)) => Ok(()),
-        Some(StoreEvent::Failed(_, e)) => Err(StartError::Migration(e.to_string())),
-        other => Err(StartError::Migration(format!("unexpected store answer {other:?}"))),
     }
 }
 

@@ -50,7 +50,7 @@ pub struct Cli {
     #[arg(long, env = "UDHT_PORTS", value_parser = service_ports)]
     pub ports: Option<BTreeMap<String, u16>>,
     /// Network id, part of every protocol name: nodes of different ids never merge.
-    #[arg(long, env = "UDHT_NETWORK_ID", default_value = crate::app::DEFAULT_NETWORK_ID)]
+    #[arg(long, env = "UDHT_NETWORK_ID", default_value = crate::app::DEFAULT_NETWORK_ID, global = true)]
     pub network_id: String,
     /// How often to run anti-entropy with a random peer, e.g. 10s or 500ms.
     #[arg(long, env = "UDHT_SYNC_INTERVAL", default_value = "10s", value_parser = duration)]
@@ -78,6 +78,16 @@ pub struct Cli {
     /// Allow --metrics on a non-loopback address (the page shows the whole table).
     #[arg(long, env = "UDHT_METRICS_PUBLIC")]
     pub metrics_public: bool,
+    // `--init` and `--reset-table` have no UDHT_ variable on purpose: set once in a service's
+    // environment, they would start a new node or drop the table at every restart.
+    /// Start as a new node if the data dir's identity is missing: a new peer id, keeping the table
+    /// (its old own record is dropped). Also allows a missing or empty table.
+    #[arg(long)]
+    pub init: bool,
+    /// Start with an empty table, keeping the identity: the old table.redb (lost, truncated or
+    /// damaged) is moved aside as table.redb.bad-<unix time>. The table refills from peers.
+    #[arg(long)]
+    pub reset_table: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -96,6 +106,10 @@ pub enum Command {
     /// Write a new private network key to FILE (mode 0600; an existing file is never replaced).
     /// Give every node of the network the same file with --psk.
     KeygenPsk { file: PathBuf },
+    /// Check every entry of the data dir's table (the node must not be running): entries whose
+    /// signature fails or that do not decode are deleted (peers give them back), and a summary
+    /// is printed.
+    Scrub,
 }
 
 #[derive(Debug, Subcommand)]
@@ -239,6 +253,7 @@ impl Cli {
         c.peer_entry_rate = self.peer_entry_rate;
         c.metrics_addr = self.metrics;
         c.metrics_public = self.metrics_public;
+        c.start_mode = store::StartMode { init: self.init, reset_table: self.reset_table };
         if let Some(path) = &self.psk {
             let text = store::read_key_file(path).map_err(|e| format!("--psk: {e}"))?;
             let psk = text.parse::<Psk>().map_err(|e| format!("--psk {}: {e}", path.display()))?;
@@ -268,6 +283,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match &cli.command {
         Some(Command::Ctl { wait, action }) => runtime.block_on(ctl(manager, *wait, action)),
         Some(Command::KeygenPsk { file }) => keygen_psk(file),
+        Some(Command::Scrub) => scrub(&cli.data_dir, &cli.network_id),
         None => runtime.block_on(run_node(&cli)),
     }
 }
@@ -323,6 +339,19 @@ fn keygen_psk(file: &std::path::Path) -> ExitCode {
         }
         Err(e) => {
             eprintln!("udht-node keygen-psk: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn scrub(dir: &std::path::Path, network_id: &str) -> ExitCode {
+    match crate::integrity::scrub(dir, network_id) {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("udht-node scrub: {e}");
             ExitCode::FAILURE
         }
     }

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod delta;
 pub mod record;
 pub mod replica;
+pub mod scrub;
 pub mod sign;
 pub mod sync;
 pub mod table;

@@ -210,6 +210,7 @@ struct StatusView<'a> {
     /// Null while the clock is within half the max skew (or not compared yet); otherwise what is
     /// wrong, and whether writes are refused.
     clock: Option<String>,
+    scrubbed_at_start: usize,
     manager: StatsSnapshot,
 }
 
@@ -240,6 +241,7 @@ impl<'a> StatusView<'a> {
             clock_offset_ms: s.clock.offset_ms,
             clock_peers: s.clock.peers,
             clock: s.clock.warning(),
+            scrubbed_at_start: s.scrubbed_at_start,
             manager,
         }
     }

@@ -44,6 +44,8 @@ pub struct Status {
     pub read_only: Option<ReadOnly>,
     /// This node's clock offset against its peers.
     pub clock: ClockReport,
+    /// Stored entries dropped at start as damaged (failed signature, or undecodable).
+    pub scrubbed_at_start: usize,
 }
 
 /// One request to the node task. Reads never are: they use the view.
@@ -78,4 +80,6 @@ pub struct Parts {
     pub store: Store,
     pub store_events: mpsc::Receiver<StoreEvent>,
     pub net: Network,
+    /// Stored entries dropped at start as damaged, for the status.
+    pub scrubbed_at_start: usize,
 }

@@ -131,7 +131,8 @@ pub fn spawn(
     shutdown: watch::Receiver<bool>,
 ) -> (NodeHandle, JoinHandle<Result<(), NodeError>>) {
     let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
-    let view = Arc::new(View::new(parts.net.local_peer_id().to_string(), &parts.table));
+    let view =
+        Arc::new(View::new(parts.net.local_peer_id().to_string(), &parts.table, parts.scrubbed_at_start));
     let handle = NodeHandle { commands, view: view.clone() };
     let (node, store_events) = task::NodeTask::new(parts, view);
     let task = tokio::spawn(node.run(command_rx, store_events, shutdown));

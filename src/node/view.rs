@@ -40,11 +40,13 @@ struct State {
     summary: Summary,
     listen_addrs: Vec<String>,
     connected_peers: Vec<String>,
+    /// Fixed at start.
+    scrubbed_at_start: usize,
 }
 
 impl View {
     /// A view of the table as loaded, before the task starts.
-    pub fn new(peer_id: String, table: &Table) -> Self {
+    pub fn new(peer_id: String, table: &Table, scrubbed_at_start: usize) -> Self {
         let records = table.iter_live().map(|(k, v)| (k.clone(), v.clone())).collect();
         View {
             state: RwLock::new(State {
@@ -53,6 +55,7 @@ impl View {
                 summary: Summary::default(),
                 listen_addrs: Vec::new(),
                 connected_peers: Vec::new(),
+                scrubbed_at_start,
             }),
         }
     }
@@ -94,6 +97,7 @@ impl View {
             sync_stats: s.summary.sync_stats,
             read_only: s.summary.read_only.clone(),
             clock: s.summary.clock,
+            scrubbed_at_start: s.scrubbed_at_start,
         }
     }
 

@@ -11,6 +11,16 @@ pub enum StoreError {
     Identity { path: PathBuf, reason: String },
     #[error("cannot open {path}: {reason}")]
     Open { path: PathBuf, reason: String },
+    /// The data dir's files do not belong together (or are lost): what and what to do.
+    #[error("data dir {}: {problem}", dir.display())]
+    Refused { dir: PathBuf, problem: String },
+    /// The table file's contents are not what redb wrote.
+    #[error(
+        "table {} is damaged: {reason}. Restore it from a backup, or start with --reset-table to move \
+         it aside and start with an empty table (it refills from peers)",
+        path.display()
+    )]
+    Damaged { path: PathBuf, reason: String },
     #[error("database: {0}")]
     Db(String),
     #[error("stored entry {key:?} is unreadable: {reason}")]

@@ -5,124 +5,38 @@
 //! inserting them by key (one B-tree leaf per key, and a slower fsync the more leaves). The writer
 //! folds the log into the keyed table in large batches. Loading reads both, merging by stamp.
 
+mod contain;
+mod datadir;
 mod error;
+mod format;
 mod identity;
+mod load;
 mod writer;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::{Deserialize, Serialize};
+use redb::Database;
 use tokio::sync::mpsc;
 
-use crate::core::sign::Signature;
-use crate::core::{Entry, PeerRecord, Stamp};
+use crate::core::Entry;
 
+pub use datadir::{check_data_dir, DirCheck, StartMode, TABLE_FILE};
+use error::ensure_dir;
 pub use error::StoreError;
-use error::{db_err, ensure_dir};
-pub use identity::{create_key_file, load_or_create_identity, read_key_file};
+pub use format::Loaded;
+use format::{decode_log, encode, encode_log, ENTRIES, LOG};
+pub use identity::{create_key_file, load_or_create_identity, read_key_file, IDENTITY_FILE};
+pub use load::{OpenReport, Owner};
 use writer::{Work, Writer};
 
-/// The table's file inside the data dir.
-pub const TABLE_FILE: &str = "table.redb";
-/// Key -> versioned postcard of (stamp, record or tombstone).
-const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("entries");
-/// Writes in commit order: sequence number -> versioned postcard of the whole entry.
-const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 /// The log is folded into `ENTRIES` once it holds this many writes (and before any delete).
 const LOG_FOLD_AT: u64 = 8192;
-/// First byte of every stored value, so a future format can be told apart.
-const FORMAT_V1: u8 = 1;
-/// The current format: entries carry their writer's signature.
-const FORMAT_V2: u8 = 2;
 /// At most this many jobs share one transaction and one fsync.
 pub const MAX_GROUP: usize = 1024;
 /// redb's page cache: the whole table also lives in memory, so the cache only serves writes.
 const CACHE_BYTES: usize = 16 << 20;
-
-/// A stored entry as the first version wrote it: no signature.
-#[derive(Deserialize)]
-struct StoredValueV1 {
-    stamp: Stamp,
-    record: Option<Arc<PeerRecord>>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredValue {
-    stamp: Stamp,
-    record: Option<Arc<PeerRecord>>,
-    sig: Signature,
-}
-
-/// An entry read back from disk.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Loaded {
-    /// Written by this version: signed.
-    Signed(Entry),
-    /// Written before entries were signed (format 1): its `sig` is all zeros. The node re-signs
-    /// its own and drops the others (anti-entropy fetches them again, signed).
-    Unsigned(Entry),
-}
-
-fn encode(e: &Entry) -> Vec<u8> {
-    let mut out = vec![FORMAT_V2];
-    let v = StoredValue { stamp: e.stamp, record: e.record.clone(), sig: e.sig };
-    out.extend(postcard::to_stdvec(&v).expect("serializing to a Vec cannot fail"));
-    out
-}
-
-fn decode(key: &str, bytes: &[u8]) -> Result<Loaded, StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt { key: key.to_owned(), reason };
-    let key = key.to_owned();
-    match bytes.split_first() {
-        Some((&FORMAT_V2, rest)) => {
-            let v: StoredValue = postcard::from_bytes(rest).map_err(|e| corrupt(e.to_string()))?;
-            Ok(Loaded::Signed(Entry { key, stamp: v.stamp, record: v.record, sig: v.sig }))
-        }
-        Some((&FORMAT_V1, rest)) => {
-            let v: StoredValueV1 = postcard::from_bytes(rest).map_err(|e| corrupt(e.to_string()))?;
-            Ok(Loaded::Unsigned(Entry { key, stamp: v.stamp, record: v.record, sig: Signature([0; 64]) }))
-        }
-        Some((v, _)) => Err(corrupt(format!("unknown format {v}"))),
-        None => Err(corrupt("empty value".into())),
-    }
-}
-
-/// A logged entry as the first version wrote it.
-#[derive(Deserialize)]
-struct LoggedV1 {
-    key: String,
-    stamp: Stamp,
-    record: Option<Arc<PeerRecord>>,
-}
-
-fn encode_log(e: &Entry) -> Vec<u8> {
-    let mut out = vec![FORMAT_V2];
-    out.extend(postcard::to_stdvec(e).expect("serializing to a Vec cannot fail"));
-    out
-}
-
-fn decode_log(seq: u64, bytes: &[u8]) -> Result<Loaded, StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt { key: format!("log #{seq}"), reason };
-    match bytes.split_first() {
-        Some((&FORMAT_V2, rest)) => {
-            postcard::from_bytes(rest).map(Loaded::Signed).map_err(|e| corrupt(e.to_string()))
-        }
-        Some((&FORMAT_V1, rest)) => {
-            let v: LoggedV1 = postcard::from_bytes(rest).map_err(|e| corrupt(e.to_string()))?;
-            Ok(Loaded::Unsigned(Entry {
-                key: v.key,
-                stamp: v.stamp,
-                record: v.record,
-                sig: Signature([0; 64]),
-            }))
-        }
-        Some((v, _)) => Err(corrupt(format!("unknown format {v}"))),
-        None => Err(corrupt("empty value".into())),
-    }
-}
 
 /// One commit for the writer: entries to write and keys to delete, in one transaction.
 #[derive(Debug)]
@@ -161,47 +75,49 @@ impl Store {
     pub fn open(
         dir: &Path,
         capacity: usize,
-        mut load: impl FnMut(Loaded),
+        load: impl FnMut(Loaded),
     ) -> Result<(Store, mpsc::Receiver<StoreEvent>), StoreError> {
+        Self::open_as(dir, capacity, &Owner::default(), load).map(|(store, events, _)| (store, events))
+    }
+
+    /// [`Store::open`], checking (and recording) whose table it is, and reporting what was
+    /// dropped. A damaged file is an error naming it (redb's panics on damaged pages included),
+    /// never a crash; a value that does not decode is dropped and deleted, not an error.
+    pub fn open_as(
+        dir: &Path,
+        capacity: usize,
+        owner: &Owner,
+        mut load: impl FnMut(Loaded),
+    ) -> Result<(Store, mpsc::Receiver<StoreEvent>, OpenReport), StoreError> {
         ensure_dir(dir)?;
         let path = dir.join(TABLE_FILE);
-        let db = Database::builder().set_cache_size(CACHE_BYTES).create(&path).map_err(|e| {
-            let hint = match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => " (is another udht-node using this data dir?)",
-                _ => "",
-            };
-            StoreError::Open { path: path.clone(), reason: format!("{e}{hint}") }
-        })?;
-        let (next_seq, logged) = {
-            let txn = db.begin_write().map_err(db_err)?;
-            txn.open_table(ENTRIES).map_err(db_err)?; // creates them on first start
-            txn.open_table(LOG).map_err(db_err)?;
-            txn.commit().map_err(db_err)?;
-            let read = db.begin_read().map_err(db_err)?;
-            let table = read.open_table(ENTRIES).map_err(db_err)?;
-            for row in table.iter().map_err(db_err)? {
-                let (k, v) = row.map_err(db_err)?;
-                load(decode(k.value(), v.value())?);
-            }
-            // The log after the table: its writes are newer (the table merges by stamp anyway).
-            let log = read.open_table(LOG).map_err(db_err)?;
-            let (mut next_seq, mut logged) = (0, 0);
-            for row in log.iter().map_err(db_err)? {
-                let (k, v) = row.map_err(db_err)?;
-                load(decode_log(k.value(), v.value())?);
-                next_seq = k.value() + 1;
-                logged += 1;
-            }
-            (next_seq, logged)
-        };
+        let opened = contain::contained(|| {
+            let db = Database::builder().set_cache_size(CACHE_BYTES).create(&path).map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Open {
+                    path: path.clone(),
+                    reason: format!("{e} (is another udht-node using this data dir?)"),
+                },
+                e => load::classify(&path, e),
+            })?;
+            let read = load::read_all(&db, &path, owner, &mut load)?;
+            Ok::<_, StoreError>((db, read))
+        });
+        let (db, read) = opened.map_err(|reason| StoreError::Damaged { path: path.clone(), reason })??;
         let capacity = capacity.max(1);
         let (tx, rx) = mpsc::channel(capacity);
         let (events, events_rx) = mpsc::channel(capacity);
+        let (next_seq, logged) = (read.next_seq, read.logged);
         let writer = std::thread::Builder::new()
             .name("udht-store".into())
-            .spawn(move || Writer::new(db, path, next_seq, logged).run(rx, events))
+            .spawn(move || {
+                // Dropping the database at the end reads it too: contained like every commit.
+                let writer = Writer::new(db, path, next_seq, logged);
+                if let Err(e) = contain::contained(|| writer.run(rx, events)) {
+                    tracing::error!(error = %e, "the store's writer stopped");
+                }
+            })
             .map_err(|e| StoreError::DataDir { path: dir.to_owned(), source: e })?;
-        Ok((Store { jobs: Some(tx), writer: Some(writer) }, events_rx))
+        Ok((Store { jobs: Some(tx), writer: Some(writer) }, events_rx, read.report))
     }
 
     /// Queues a job without waiting. A full queue is an error, not a wait: the caller bounds
@@ -250,11 +166,19 @@ impl Drop for Store {
     }
 }
 
+/// A redb call that may panic on a damaged file (see `contain`), its panic as an error.
+fn contained_db<T>(f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    contain::contained(f).unwrap_or_else(|reason| Err(StoreError::Db(reason)))
+}
+
 #[cfg(test)]
 mod tests {
+    use serde::Serialize;
+
+    use super::format::{decode, FORMAT_V1};
     use super::*;
-    use crate::core::sign::Signer;
-    use crate::core::{Table, TableConfig};
+    use crate::core::sign::{Signature, Signer};
+    use crate::core::{PeerRecord, Stamp, Table, TableConfig};
 
     fn signed(e: Loaded) -> Entry {
         match e {

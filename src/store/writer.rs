@@ -9,8 +9,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use tokio::sync::mpsc;
 
 use super::error::db_err;
+use super::{contained_db, CACHE_BYTES, ENTRIES, LOG, LOG_FOLD_AT, MAX_GROUP};
 use super::{decode_log, encode, encode_log, Job, Loaded, StoreError, StoreEvent};
-use super::{CACHE_BYTES, ENTRIES, LOG, LOG_FOLD_AT, MAX_GROUP};
 
 /// Scratch space of the probe: written and emptied again, never read.
 const PROBE: TableDefinition<u64, &[u8]> = TableDefinition::new("probe");
@@ -66,7 +66,7 @@ impl Writer {
                 self.commit_group(&mut group, &events);
             }
             if probe {
-                let event = match self.probe() {
+                let event = match contained_db(|| self.probe()) {
                     Ok(()) => StoreEvent::ProbeOk,
                     Err(e) => StoreEvent::ProbeFailed(Arc::new(e)),
                 };
@@ -80,7 +80,7 @@ impl Writer {
         let result = match &self.failed {
             // Not even tried: this job must fail like those before it, or the cut is not clean.
             Some(e) => Err(e.clone()),
-            None => self.commit(group).map_err(Arc::new),
+            None => contained_db(|| self.commit(group)).map_err(Arc::new),
         };
         if let (Err(e), None) = (&result, &self.failed) {
             // The replica says so (once, going read-only): here only the detail.
@@ -96,7 +96,7 @@ impl Writer {
         }
         // After the replies: folding takes a while, and nobody waits for it.
         if result.is_ok() && self.logged >= LOG_FOLD_AT {
-            if let Err(e) = self.fold_alone() {
+            if let Err(e) = contained_db(|| self.fold_alone()) {
                 // redb fails every later transaction after an I/O error: say why now, once.
                 tracing::error!(error = %e, "folding the store's log failed; failing every commit until a probe succeeds");
                 self.failed = Some(Arc::new(e));

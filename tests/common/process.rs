@@ -5,7 +5,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -21,6 +21,48 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A node's command line: its data dir, its manager and listen addresses on loopback, `extra`.
+fn node_args(data_dir: &Path, manager: SocketAddr, p2p_port: u16, extra: &[String]) -> Vec<String> {
+    let mut args = vec![
+        "--data-dir".to_string(),
+        data_dir.display().to_string(),
+        "--manager".into(),
+        manager.to_string(),
+        "--listen".into(),
+        format!("/ip4/127.0.0.1/tcp/{p2p_port}"),
+    ];
+    args.extend(extra.iter().cloned());
+    args
+}
+
+/// How a node process that never answered ended.
+#[derive(Debug)]
+pub struct Exited {
+    /// `None`: it was still running at the deadline (then killed).
+    pub status: Option<ExitStatus>,
+    /// Its stderr.
+    pub log: String,
+}
+
+/// Runs `udht-node args` to its end (killed after `within`), capturing its output: for
+/// subcommands and for starts that must be refused.
+pub fn run_to_exit(args: &[String], within: Duration) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_udht-node"))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning udht-node");
+    let deadline = std::time::Instant::now() + within;
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    child.wait_with_output().unwrap()
 }
 
 pub struct NodeProcess {
@@ -64,15 +106,7 @@ impl NodeProcess {
         for _ in 0..START_ATTEMPTS {
             let manager: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
             let p2p_port = free_port();
-            let mut args = vec![
-                "--data-dir".to_string(),
-                data_dir.display().to_string(),
-                "--manager".into(),
-                manager.to_string(),
-                "--listen".into(),
-                format!("/ip4/127.0.0.1/tcp/{p2p_port}"),
-            ];
-            args.extend(extra.iter().cloned());
+            let args = node_args(data_dir, manager, p2p_port, extra);
             match Self::spawn_with(data_dir, log_file, manager, p2p_port, args, env.to_vec()).await {
                 Ok(node) => return node,
                 Err(e) => failures.push(e),
@@ -81,14 +115,35 @@ impl NodeProcess {
         panic!("udht-node did not start: {failures:#?}");
     }
 
-    async fn spawn_with(
+    /// One try at starting `udht-node` (no retry on other ports): the node once it answers within
+    /// `within`, or how it ended.
+    pub async fn start_once(
+        data_dir: &Path,
+        extra: &[String],
+        within: Duration,
+    ) -> Result<NodeProcess, Exited> {
+        let manager: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let p2p_port = free_port();
+        let args = node_args(data_dir, manager, p2p_port, extra);
+        let log_file = data_dir.join("node.log");
+        let mut node = Self::spawn(data_dir, &log_file, manager, p2p_port, args, Vec::new());
+        match node.wait_ready(within).await {
+            Ok(()) => Ok(node),
+            Err(_) => {
+                let status = node.child.try_wait().unwrap();
+                Err(Exited { status, log: node.log() })
+            }
+        }
+    }
+
+    fn spawn(
         data_dir: &Path,
         log_file: &Path,
         manager: SocketAddr,
         p2p_port: u16,
         args: Vec<String>,
         env: Vec<(String, String)>,
-    ) -> Result<NodeProcess, String> {
+    ) -> NodeProcess {
         std::fs::create_dir_all(data_dir).unwrap();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log_file).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_udht-node"))
@@ -101,8 +156,19 @@ impl NodeProcess {
             .spawn()
             .expect("spawning udht-node");
         let (data_dir, log_file) = (data_dir.to_owned(), log_file.to_owned());
-        let mut node = NodeProcess { child, manager, p2p_port, data_dir, log_file, args, env };
-        node.wait_ready().await?;
+        NodeProcess { child, manager, p2p_port, data_dir, log_file, args, env }
+    }
+
+    async fn spawn_with(
+        data_dir: &Path,
+        log_file: &Path,
+        manager: SocketAddr,
+        p2p_port: u16,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> Result<NodeProcess, String> {
+        let mut node = Self::spawn(data_dir, log_file, manager, p2p_port, args, env);
+        node.wait_ready(START_TIMEOUT).await?;
         Ok(node)
     }
 
@@ -119,10 +185,10 @@ impl NodeProcess {
 
     /// Waits until this node (not another one on the same port: the peer id must be the one of
     /// its own data dir) answers on its manager socket.
-    async fn wait_ready(&mut self) -> Result<(), String> {
+    async fn wait_ready(&mut self, within: Duration) -> Result<(), String> {
         let what = format!("udht-node to answer on {}", self.manager);
         // `Some(Err)`: the process exited, no use waiting.
-        let ready = super::try_eventually(what, START_TIMEOUT, async || {
+        let ready = super::try_eventually(what, within, async || {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return Some(Err(format!("udht-node exited early ({status})")));
             }

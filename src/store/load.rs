@@ -1,0 +1,276 @@
+//! Reading the table at open: every stored entry handed to the caller, a value that does not
+//! decode dropped (and deleted, so anti-entropy fetches the key again) instead of failing the
+//! whole start, and the table's owner (the peer id whose node wrote it) checked against the
+//! identity in use. redb's own failures are sorted into "cannot read" and "damaged".
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::error::StoreError;
+use super::format::{decode, decode_log, Loaded, ENTRIES, LOG};
+
+/// Facts about the table itself: `owner` is the peer id of the node that writes it.
+const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+const OWNER: &str = "owner";
+/// Keys of dropped entries named in the log line; the rest are counted.
+const NAMED: usize = 5;
+
+/// Whose table the node opens, and whether it may take over another node's.
+#[derive(Debug, Clone, Default)]
+pub struct Owner {
+    /// This node's peer id; `None` (the offline `scrub`) neither checks nor records one.
+    pub peer_id: Option<String>,
+    /// `--init`: a table written by another peer id is taken over (it becomes this node's).
+    pub adopt: bool,
+}
+
+/// What open found besides the entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    /// Stored values that did not decode: dropped and deleted (keys, or `log #N`).
+    pub undecodable: Vec<String>,
+    /// The peer id that wrote the table, when it was another one's (taken over with `--init`).
+    pub previous_owner: Option<String>,
+}
+
+pub(super) struct Read {
+    pub next_seq: u64,
+    pub logged: u64,
+    pub report: OpenReport,
+}
+
+/// A redb failure while opening: an I/O error (permissions, a full disk) says so; anything
+/// else means the file's contents are not what redb wrote.
+pub(super) fn classify(path: &Path, e: impl Into<redb::Error>) -> StoreError {
+    match e.into() {
+        redb::Error::Io(e) if e.kind() != std::io::ErrorKind::InvalidData => {
+            StoreError::Open { path: path.to_owned(), reason: e.to_string() }
+        }
+        e => StoreError::Damaged { path: path.to_owned(), reason: e.to_string() },
+    }
+}
+
+/// [`classify`] as a `map_err` argument, for any of redb's error types.
+fn at<E: Into<redb::Error>>(path: &Path) -> impl Fn(E) -> StoreError + '_ {
+    move |e| classify(path, e)
+}
+
+/// Creates the tables on a first start, checks the owner, streams every entry to `load` (the
+/// keyed table first, then the log, whose writes are newer), and deletes what did not decode.
+pub(super) fn read_all(
+    db: &Database,
+    path: &Path,
+    owner: &Owner,
+    load: &mut dyn FnMut(Loaded),
+) -> Result<Read, StoreError> {
+    let previous_owner = check_owner(db, path, owner)?;
+    // A table taken over with `--init` holds the old node's own record, keyed by its peer id.
+    // It cannot be tombstoned (only its owner may write that key, and its key is lost), so it is
+    // dropped here like a damaged entry: this node no longer serves it as anyone's. Peers that
+    // hold it keep it, as they keep the record of any node that left for good. (A table written
+    // before owners were recorded names no previous owner: its old own record stays.)
+    let orphan = previous_owner.as_deref();
+    let mut drop = Dropped::default();
+    let (mut next_seq, mut logged) = (0, 0);
+    {
+        let read = db.begin_read().map_err(at(path))?;
+        let table = read.open_table(ENTRIES).map_err(at(path))?;
+        for row in table.iter().map_err(at(path))? {
+            let (k, v) = row.map_err(at(path))?;
+            match decode(k.value(), v.value()) {
+                Ok(e) if Some(entry_key(&e)) == orphan => drop.keys.push(k.value().to_owned()),
+                Ok(e) => load(e),
+                Err(_) => drop.undecodable_key(k.value()),
+            }
+        }
+        let log = read.open_table(LOG).map_err(at(path))?;
+        for row in log.iter().map_err(at(path))? {
+            let (k, v) = row.map_err(at(path))?;
+            match decode_log(k.value(), v.value()) {
+                Ok(e) if Some(entry_key(&e)) == orphan => drop.seqs.push(k.value()),
+                Ok(e) => load(e),
+                Err(_) => drop.undecodable_seq(k.value()),
+            }
+            next_seq = k.value() + 1;
+            logged += 1;
+        }
+    }
+    if !drop.keys.is_empty() || !drop.seqs.is_empty() {
+        drop.delete(db, path)?;
+        logged -= drop.seqs.len() as u64;
+    }
+    if !drop.undecodable.is_empty() {
+        tracing::warn!(
+            path = %path.display(),
+            dropped = drop.undecodable.len(),
+            keys = ?&drop.undecodable[..drop.undecodable.len().min(NAMED)],
+            "stored entries that do not decode were dropped; anti-entropy fetches them again"
+        );
+    }
+    let report = OpenReport { undecodable: drop.undecodable, previous_owner };
+    Ok(Read { next_seq, logged, report })
+}
+
+fn entry_key(e: &Loaded) -> &str {
+    match e {
+        Loaded::Signed(e) | Loaded::Unsigned(e) => &e.key,
+    }
+}
+
+/// Rows to delete at open.
+#[derive(Default)]
+struct Dropped {
+    /// Keys in the keyed table.
+    keys: Vec<String>,
+    /// Sequence numbers in the log.
+    seqs: Vec<u64>,
+    /// The ones that did not decode, as reported.
+    undecodable: Vec<String>,
+}
+
+impl Dropped {
+    fn undecodable_key(&mut self, key: &str) {
+        self.keys.push(key.to_owned());
+        self.undecodable.push(key.to_owned());
+    }
+
+    fn undecodable_seq(&mut self, seq: u64) {
+        self.seqs.push(seq);
+        self.undecodable.push(format!("log #{seq}"));
+    }
+
+    /// Deletes the rows in one transaction, before the writer starts.
+    fn delete(&self, db: &Database, path: &Path) -> Result<(), StoreError> {
+        let txn = db.begin_write().map_err(at(path))?;
+        {
+            let mut table = txn.open_table(ENTRIES).map_err(at(path))?;
+            for k in &self.keys {
+                table.remove(k.as_str()).map_err(at(path))?;
+            }
+            let mut log = txn.open_table(LOG).map_err(at(path))?;
+            for s in &self.seqs {
+                log.remove(s).map_err(at(path))?;
+            }
+        }
+        txn.commit().map_err(at(path))
+    }
+}
+
+/// Creates the tables if new; compares the recorded owner with `owner`, refusing another's
+/// table unless adopting it, and records `owner` (a table from before owners were recorded is
+/// taken as this node's). Returns the previous owner if it was another.
+fn check_owner(db: &Database, path: &Path, owner: &Owner) -> Result<Option<String>, StoreError> {
+    let txn = db.begin_write().map_err(at(path))?;
+    txn.open_table(ENTRIES).map_err(at(path))?;
+    txn.open_table(LOG).map_err(at(path))?;
+    let mut previous = None;
+    {
+        let mut meta = txn.open_table(META).map_err(at(path))?;
+        let stored = meta.get(OWNER).map_err(at(path))?.map(|v| v.value().to_owned());
+        if let Some(ours) = &owner.peer_id {
+            if let Some(stored) = stored.filter(|s| s != ours) {
+                if !owner.adopt {
+                    // Dropping the transaction leaves the file as it was.
+                    let dir = path.parent().unwrap_or(path).to_owned();
+                    return Err(StoreError::Refused {
+                        dir,
+                        problem: format!(
+                            "identity.key is peer {ours} but table.redb was written by peer {stored}: the \
+                             identity file was replaced. Restore {stored}'s identity.key, or start with \
+                             --init to start as the new node with this table."
+                        ),
+                    });
+                }
+                previous = Some(stored);
+            }
+            meta.insert(OWNER, ours.as_str()).map_err(at(path))?;
+        }
+    }
+    txn.commit().map_err(at(path))?;
+    Ok(previous)
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::core::sign::peer_id_of;
+    use crate::core::{Entry, PeerFields, PeerRecord, Table};
+    use crate::store::{Job, Store, StoreEvent, TABLE_FILE};
+
+    fn record() -> PeerRecord {
+        PeerRecord::create(PeerFields { name: Some("n".into()), ..Default::default() }, 1)
+    }
+
+    async fn commit(store: &Store, events: &mut mpsc::Receiver<StoreEvent>, puts: Vec<Entry>) {
+        store.submit(Job { seq: 1, puts, deletes: vec![] }).unwrap();
+        assert!(matches!(events.recv().await, Some(StoreEvent::Committed(1))));
+    }
+
+    fn keys(dir: &Path, owner: &Owner) -> Result<(Vec<String>, OpenReport), StoreError> {
+        let mut keys = Vec::new();
+        let (_store, _events, report) = Store::open_as(dir, 8, owner, |l| match l {
+            Loaded::Signed(e) | Loaded::Unsigned(e) => keys.push(e.key),
+        })?;
+        keys.sort();
+        Ok((keys, report))
+    }
+
+    #[tokio::test]
+    async fn values_that_do_not_decode_are_dropped_deleted_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = Table::for_tests(1);
+        {
+            let (mut store, mut events) = Store::open(dir.path(), 8, |_| {}).unwrap();
+            commit(&store, &mut events, vec![t.put("a".into(), record(), 1000)]).await;
+            store.close().await;
+        }
+        {
+            let db = Database::create(dir.path().join(TABLE_FILE)).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(ENTRIES).unwrap().insert("bad", [2u8, 0xff, 0xff].as_slice()).unwrap();
+            txn.open_table(LOG).unwrap().insert(99, [7u8].as_slice()).unwrap();
+            txn.commit().unwrap();
+        }
+        let (loaded, report) = keys(dir.path(), &Owner::default()).unwrap();
+        assert_eq!(loaded, vec!["a"]);
+        assert_eq!(report.undecodable, vec!["bad", "log #99"]);
+        let (loaded, report) = keys(dir.path(), &Owner::default()).unwrap();
+        assert_eq!((loaded, report.undecodable), (vec!["a".to_string()], vec![]), "they were deleted");
+    }
+
+    #[tokio::test]
+    async fn another_nodes_table_is_refused_unless_adopted_which_drops_its_own_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = Table::for_tests(1);
+        let (old, new) = (peer_id_of(&t.writer()), peer_id_of(&Table::for_tests(2).writer()));
+        let as_old = Owner { peer_id: Some(old.clone()), adopt: false };
+        {
+            let (mut store, mut events, _) = Store::open_as(dir.path(), 8, &as_old, |_| {}).unwrap();
+            let own = t.put(old.clone(), record(), 1000);
+            commit(&store, &mut events, vec![own, t.put("x".into(), record(), 1000)]).await;
+            store.close().await;
+        }
+        assert_eq!(keys(dir.path(), &as_old).unwrap().0, vec![old.clone(), "x".into()]);
+        let as_new = Owner { peer_id: Some(new.clone()), adopt: false };
+        let refused = keys(dir.path(), &as_new).unwrap_err().to_string();
+        assert!(
+            refused.contains(&format!("written by peer {old}")) && refused.contains("--init"),
+            "{refused}"
+        );
+        assert_eq!(keys(dir.path(), &as_old).unwrap().0.len(), 2, "a refusal changes nothing");
+
+        let (loaded, report) = keys(dir.path(), &Owner { adopt: true, ..as_new.clone() }).unwrap();
+        assert_eq!(loaded, vec!["x"], "the old own record is dropped");
+        assert_eq!(report.previous_owner, Some(old.clone()));
+        let (loaded, report) = keys(dir.path(), &as_new).unwrap();
+        assert_eq!(
+            (loaded, report.previous_owner),
+            (vec!["x".to_string()], None),
+            "the table is the new node's"
+        );
+        assert!(keys(dir.path(), &as_old).is_err(), "and no longer the old one's");
+    }
+}
