@@ -1,6 +1,7 @@
 //! The table read back at start, checked before it is served, and the same check offline
-//! (`udht-node scrub`). Every signed entry's signature is verified (see [`crate::core::scrub`]);
-//! an entry that fails, like one whose value did not decode (dropped by the store), is dropped
+//! (`udht-node scrub`). At start an entry stored with a checksum is trusted when the checksum
+//! matches (the store checks it as it reads), and the others' signatures are verified (see
+//! [`crate::core::scrub`]); the scrub verifies every signature too. An entry that fails, like one whose value did not decode (dropped by the store), is dropped
 //! and deleted from disk, so the node never serves it and anti-entropy fetches the key again.
 //! Entries stored before entries were signed are migrated here too.
 
@@ -80,7 +81,8 @@ pub fn open(
     let peer_id = crate::core::sign::peer_id_of(&signer.node());
     let owner = Owner { peer_id: Some(peer_id), adopt };
     let table = Table::new(signer, network_id, config);
-    let (mut checked, store, mut events, report) = load(dir, &owner, table, network_id, capacity)?;
+    let (mut checked, store, mut events, report) =
+        load(dir, &owner, table, network_id, capacity, Signatures::WithoutChecksum)?;
     if let Some(old) = &report.previous_owner {
         tracing::warn!(
             previous = %old,
@@ -109,7 +111,8 @@ pub fn scrub(dir: &Path, network_id: &str) -> Result<ScrubSummary, IntegrityErro
     }
     // The entries' own writers' keys are checked; this table's signer is never used.
     let table = Table::new(Signer::from_secret(rand::random()), network_id, TableConfig::default());
-    let (mut checked, store, mut events, report) = load(dir, &Owner::default(), table, network_id, 1)?;
+    let (mut checked, store, mut events, report) =
+        load(dir, &Owner::default(), table, network_id, 1, Signatures::All)?;
     let summary = checked.summary(&report);
     // Unsigned entries are left as they are: re-signing needs the node's key.
     checked.unsigned.clear();
@@ -121,7 +124,17 @@ pub fn scrub(dir: &Path, network_id: &str) -> Result<ScrubSummary, IntegrityErro
 struct Checked {
     table: Table,
     scrub: Scrub,
+    /// Entries whose checksum matched and whose signature was not checked again.
+    checksummed: usize,
     unsigned: Vec<Entry>,
+}
+
+/// Which entries' signatures are verified: at start only those stored without a checksum
+/// (verifying 100k signatures takes over a second, checksums milliseconds); in a scrub, all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signatures {
+    WithoutChecksum,
+    All,
 }
 
 fn load(
@@ -130,15 +143,20 @@ fn load(
     mut table: Table,
     network_id: &str,
     capacity: usize,
+    signatures: Signatures,
 ) -> Result<(Checked, Store, mpsc::Receiver<StoreEvent>, OpenReport), IntegrityError> {
     let mut scrub = Scrub::new(network_id);
-    let mut unsigned = Vec::new();
+    let (mut unsigned, mut checksummed) = (Vec::new(), 0);
     let (store, events, report) = Store::open_as(dir, capacity, owner, |loaded| match loaded {
-        Loaded::Signed(e) => scrub.push(e).into_iter().for_each(|e| table.load_entry(e)),
+        Loaded::Checked(e) if signatures == Signatures::WithoutChecksum => {
+            checksummed += 1;
+            table.load_entry(e)
+        }
+        Loaded::Signed(e) | Loaded::Checked(e) => scrub.push(e).into_iter().for_each(|e| table.load_entry(e)),
         Loaded::Unsigned(e) => unsigned.push(e),
     })?;
     scrub.flush().into_iter().for_each(|e| table.load_entry(e));
-    Ok((Checked { table, scrub, unsigned }, store, events, report))
+    Ok((Checked { table, scrub, checksummed, unsigned }, store, events, report))
 }
 
 impl Checked {
@@ -148,7 +166,7 @@ impl Checked {
         dropped.sort();
         dropped.dedup();
         ScrubSummary {
-            checked: self.scrub.checked() + report.undecodable.len() + self.unsigned.len(),
+            checked: self.scrub.checked() + self.checksummed + report.undecodable.len() + self.unsigned.len(),
             dropped,
             unsigned: self.unsigned.len(),
         }
@@ -231,6 +249,37 @@ mod tests {
     fn open_at(dir: &Path) -> Opened {
         let signer = Signer::from_secret([1; 32]);
         open(dir, signer, "test", TableConfig::default(), 8, false).unwrap()
+    }
+
+    /// Entries written before values carried a checksum (format 2) are checked by their
+    /// signature at start: a changed byte there is caught too.
+    #[test]
+    fn entries_stored_without_a_checksum_are_checked_by_signature_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open_at(dir.path())); // a data dir of this node, with its tables
+        let mut t = Table::new(Signer::from_secret([1; 32]), "test", TableConfig::default());
+        let good = t.put("v2-good".into(), record("g"), 1000);
+        let mut bad = t.put("v2-bad".into(), record("b"), 1000);
+        bad.record = Some(std::sync::Arc::new(record("changed on disk")));
+        {
+            let db = redb::Database::create(dir.path().join(store::TABLE_FILE)).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let def: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("entries");
+                let mut entries = txn.open_table(def).unwrap();
+                for e in [&good, &bad] {
+                    // Format 2: the version byte, then (stamp, record, signature); no checksum.
+                    let mut v = vec![2u8];
+                    v.extend(postcard::to_stdvec(&(e.stamp, &e.record, e.sig)).unwrap());
+                    entries.insert(e.key.as_str(), v.as_slice()).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        let opened = open_at(dir.path());
+        assert_eq!(opened.scrubbed, 1);
+        assert_eq!(opened.table.entry("v2-good"), Some(good));
+        assert!(opened.table.entry("v2-bad").is_none(), "its signature does not fit the changed value");
     }
 
     /// The damaged newest write of a key (in the log) is dropped; the intact older one (in the

@@ -16,8 +16,8 @@
 //!   replies, a typed client). The only module that knows that protocol. Depends on `node`.
 //! - [`web`]: the HTTP edge (`--metrics`): Prometheus metrics, the status page and its JSON.
 //!   Reads the node's view and the manager's counters; loopback only by default.
-//! - [`integrity`]: the table read back at start and checked before it is served (signatures,
-//!   undecodable values, unsigned entries migrated), and the offline `udht-node scrub`.
+//! - [`integrity`]: the table read back at start and checked before it is served (checksums,
+//!   signatures where there is none, undecodable values, unsigned entries migrated), and the offline `udht-node scrub`.
 //! - [`app`]: the composition root: binds the manager, opens the store, starts the network,
 //!   spawns the node task and the manager ([`RunningNode`]).
 //! - [`cli`]: the `udht-node` command line (node and `ctl` client).

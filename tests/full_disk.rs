@@ -335,7 +335,7 @@ async fn the_store_fails_every_commit_after_a_failed_one_until_a_probe_succeeds(
 
     let mut loaded = BTreeSet::new();
     let _store = Store::open(&dir, 8, |l| match l {
-        Loaded::Signed(e) => {
+        Loaded::Signed(e) | Loaded::Checked(e) => {
             loaded.insert(e.key);
         }
         Loaded::Unsigned(e) => panic!("stored unsigned: {e:?}"),

@@ -1,6 +1,6 @@
 //! Checking stored entries: a byte changed on disk inside a value, a key or a stamp breaks the
-//! writer's signature over the entry, so at start (and with `udht-node scrub`) every signed
-//! entry read back is verified before it is served. What fails is dropped: anti-entropy fetches
+//! writer's signature over the entry, so entries read back without a checksum (at start) or all
+//! of them (`udht-node scrub`) are verified before they are served. What fails is dropped: anti-entropy fetches
 //! the key again from a peer that holds it intact.
 
 use super::sign::{owner_of_key, verify_all};

@@ -8,7 +8,7 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::error::StoreError;
-use super::format::{decode, decode_log, Loaded, ENTRIES, LOG};
+use super::format::{decode, decode_log, log_key_hint, Loaded, ENTRIES, LOG};
 
 /// Facts about the table itself: `owner` is the peer id of the node that writes it.
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
@@ -90,7 +90,7 @@ pub(super) fn read_all(
             match decode_log(k.value(), v.value()) {
                 Ok(e) if Some(entry_key(&e)) == orphan => drop.seqs.push(k.value()),
                 Ok(e) => load(e),
-                Err(_) => drop.undecodable_seq(k.value()),
+                Err(_) => drop.undecodable_seq(k.value(), log_key_hint(v.value())),
             }
             next_seq = k.value() + 1;
             logged += 1;
@@ -114,7 +114,7 @@ pub(super) fn read_all(
 
 fn entry_key(e: &Loaded) -> &str {
     match e {
-        Loaded::Signed(e) | Loaded::Unsigned(e) => &e.key,
+        Loaded::Signed(e) | Loaded::Checked(e) | Loaded::Unsigned(e) => &e.key,
     }
 }
 
@@ -135,9 +135,10 @@ impl Dropped {
         self.undecodable.push(key.to_owned());
     }
 
-    fn undecodable_seq(&mut self, seq: u64) {
+    /// A log row that did not decode, reported by the key it names if that can still be read.
+    fn undecodable_seq(&mut self, seq: u64, key: Option<String>) {
         self.seqs.push(seq);
-        self.undecodable.push(format!("log #{seq}"));
+        self.undecodable.push(key.unwrap_or_else(|| format!("log #{seq}")));
     }
 
     /// Deletes the rows in one transaction, before the writer starts.
@@ -212,7 +213,7 @@ mod tests {
     fn keys(dir: &Path, owner: &Owner) -> Result<(Vec<String>, OpenReport), StoreError> {
         let mut keys = Vec::new();
         let (_store, _events, report) = Store::open_as(dir, 8, owner, |l| match l {
-            Loaded::Signed(e) | Loaded::Unsigned(e) => keys.push(e.key),
+            Loaded::Signed(e) | Loaded::Checked(e) | Loaded::Unsigned(e) => keys.push(e.key),
         })?;
         keys.sort();
         Ok((keys, report))

@@ -182,7 +182,7 @@ mod tests {
 
     fn signed(e: Loaded) -> Entry {
         match e {
-            Loaded::Signed(e) => e,
+            Loaded::Signed(e) | Loaded::Checked(e) => e,
             Loaded::Unsigned(e) => panic!("this version stores entries signed: {e:?}"),
         }
     }
@@ -223,7 +223,7 @@ mod tests {
         }
         let mut loaded = Vec::new();
         let _store = Store::open(dir.path(), 8, |e| match e {
-            Loaded::Signed(e) => loaded.push(e),
+            Loaded::Signed(e) | Loaded::Checked(e) => loaded.push(e),
             Loaded::Unsigned(e) => panic!("this version stores entries signed: {e:?}"),
         })
         .unwrap();

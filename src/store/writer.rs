@@ -196,7 +196,7 @@ fn fold(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     for row in log.iter().map_err(db_err)? {
         let (k, v) = row.map_err(db_err)?;
         match decode_log(k.value(), v.value())? {
-            Loaded::Signed(e) => {
+            Loaded::Signed(e) | Loaded::Checked(e) => {
                 table.insert(e.key.as_str(), encode(&e).as_slice()).map_err(db_err)?;
             }
             // Left to the node's start-up migration, which rewrites or deletes it.
