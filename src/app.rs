@@ -173,6 +173,7 @@ impl RunningNode {
         let mut registry = web_listener.as_ref().map(|_| Registry::default());
         if let Some(registry) = registry.as_mut() {
             net.register_metrics(registry);
+            store.metrics().register(registry);
         }
         let peer_id = net.local_peer_id().to_string();
         let replica = replica_config(&config, &peer_id);

@@ -11,6 +11,7 @@ mod error;
 mod format;
 mod identity;
 mod load;
+mod metrics;
 mod writer;
 
 use std::path::Path;
@@ -29,6 +30,7 @@ pub use format::Loaded;
 use format::{decode_log, encode, encode_log, ENTRIES, LOG};
 pub use identity::{create_key_file, load_or_create_identity, read_key_file, IDENTITY_FILE};
 pub use load::{OpenReport, Owner};
+pub use metrics::StoreMetrics;
 use writer::{Work, Writer};
 
 /// The log is folded into `ENTRIES` once it holds this many writes (and before any delete).
@@ -65,6 +67,7 @@ pub struct Store {
     /// `None` once closing: dropping the sender is what tells the writer to finish.
     jobs: Option<mpsc::Sender<Work>>,
     writer: Option<JoinHandle<()>>,
+    metrics: StoreMetrics,
 }
 
 impl Store {
@@ -107,17 +110,24 @@ impl Store {
         let (tx, rx) = mpsc::channel(capacity);
         let (events, events_rx) = mpsc::channel(capacity);
         let (next_seq, logged) = (read.next_seq, read.logged);
+        let metrics = StoreMetrics::default();
+        let recorder = metrics.clone();
         let writer = std::thread::Builder::new()
             .name("udht-store".into())
             .spawn(move || {
                 // Dropping the database at the end reads it too: contained like every commit.
-                let writer = Writer::new(db, path, next_seq, logged);
+                let writer = Writer::new(db, path, next_seq, logged, recorder);
                 if let Err(e) = contain::contained(|| writer.run(rx, events)) {
                     tracing::error!(error = %e, "the store's writer stopped");
                 }
             })
             .map_err(|e| StoreError::DataDir { path: dir.to_owned(), source: e })?;
-        Ok((Store { jobs: Some(tx), writer: Some(writer) }, events_rx, read.report))
+        Ok((Store { jobs: Some(tx), writer: Some(writer), metrics }, events_rx, read.report))
+    }
+
+    /// The commit histograms, to register for `/metrics`.
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.metrics
     }
 
     /// Queues a job without waiting. A full queue is an error, not a wait: the caller bounds

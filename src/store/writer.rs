@@ -4,12 +4,13 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::mpsc;
 
 use super::error::db_err;
-use super::{contained_db, CACHE_BYTES, ENTRIES, LOG, LOG_FOLD_AT, MAX_GROUP};
+use super::{contained_db, StoreMetrics, CACHE_BYTES, ENTRIES, LOG, LOG_FOLD_AT, MAX_GROUP};
 use super::{decode_log, encode, encode_log, Job, Loaded, StoreError, StoreEvent};
 
 /// Scratch space of the probe: written and emptied again, never read.
@@ -38,11 +39,12 @@ pub(super) struct Writer {
     logged: u64,
     /// Set by a failed commit (or fold): every job fails with it until a probe succeeds.
     failed: Option<Arc<StoreError>>,
+    metrics: StoreMetrics,
 }
 
 impl Writer {
-    pub fn new(db: Database, path: PathBuf, next_seq: u64, logged: u64) -> Self {
-        Writer { db: Some(db), path, next_seq, logged, failed: None }
+    pub fn new(db: Database, path: PathBuf, next_seq: u64, logged: u64, metrics: StoreMetrics) -> Self {
+        Writer { db: Some(db), path, next_seq, logged, failed: None, metrics }
     }
 
     /// Takes every queued job (up to [`MAX_GROUP`], up to a probe), commits them in one durable
@@ -80,7 +82,15 @@ impl Writer {
         let result = match &self.failed {
             // Not even tried: this job must fail like those before it, or the cut is not clean.
             Some(e) => Err(e.clone()),
-            None => contained_db(|| self.commit(group)).map_err(Arc::new),
+            None => {
+                let started = Instant::now();
+                let result = contained_db(|| self.commit(group)).map_err(Arc::new);
+                if result.is_ok() {
+                    let entries = group.iter().map(|j| j.puts.len() + j.deletes.len()).sum();
+                    self.metrics.committed(entries, started.elapsed());
+                }
+                result
+            }
         };
         if let (Err(e), None) = (&result, &self.failed) {
             // The replica says so (once, going read-only): here only the detail.
