@@ -227,3 +227,31 @@ async fn type_1_ends_a_watch_and_other_requests_are_refused_while_watching() {
     assert!(bad["error"].as_str().unwrap().contains("snapshot"), "{bad}");
     node.shutdown().await.unwrap();
 }
+
+/// `udht-node ctl watch --snapshot` prints the stream line by line as the node sends it.
+/// (Multi-threaded: the test blocks on the ctl's output while the in-process node serves it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctl_watch_prints_the_snapshot_ready_and_each_change() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let (node, _dir) = start_node_with(|_| {}).await;
+    let mut ctl = Command::new(env!("CARGO_BIN_EXE_udht-node"))
+        .args(["ctl", "--manager", &node.manager_addr.to_string(), "watch", "--snapshot"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = BufReader::new(ctl.stdout.take().unwrap());
+    std::thread::spawn(move || stdout.lines().map_while(Result::ok).for_each(|l| drop(tx.send(l))));
+    let next =
+        || -> Value { serde_json::from_str(&rx.recv_timeout(WAIT).expect("a line from ctl watch")).unwrap() };
+    assert_eq!(next()["origin"], "snapshot", "the own record");
+    assert_eq!(next(), json!({"action": "watch", "result": "ready"}));
+    write(node.manager_addr, &add("seen-by-ctl", "c")).await;
+    let change = next();
+    assert_eq!((change["key"].as_str(), change["origin"].as_str()), (Some("seen-by-ctl"), Some("local")));
+    ctl.kill().unwrap();
+    ctl.wait().unwrap();
+    node.shutdown().await.unwrap();
+}

@@ -3,6 +3,10 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// Watchers attached for the add case with the change feed (issue 11's benchmark).
+const WATCHERS: usize = 10;
 
 use anyhow::{ensure, Result};
 use udht::{NodeConfig, RunningNode};
@@ -10,6 +14,7 @@ use udht::{NodeConfig, RunningNode};
 use crate::canned::canned_server;
 use crate::client::{bulk_add, get_key, get_request, is_completed, run_case, show, Conn, Keys, Op};
 use crate::report::{Summary, ADD16_MIN_OPS, GET16_MIN_RATIO, GET1_MIN_RATIO};
+use crate::watchers::Watchers;
 use crate::{warmup_ops, Args, CONNS, GET_KEYS};
 
 pub async fn request_cases(args: &Args, parent: &Path, summary: &mut Summary) -> Result<()> {
@@ -45,6 +50,13 @@ pub async fn request_cases(args: &Args, parent: &Path, summary: &mut Summary) ->
         run_case("get   loopback limit (canned)", limit_addr, Op::Get, CONNS, warm, ops, &keys).await?;
     let node_get16 = run_case("get   node", node_addr, Op::Get, CONNS, warm, ops, &keys).await?;
     let node_add16 = run_case("add   node (durable)", node_addr, Op::Add, CONNS, warm, ops, &keys).await?;
+    let watchers = Watchers::start(node_addr, WATCHERS).await?;
+    let node_add16w =
+        run_case("add   node (durable), 10 watchers", node_addr, Op::Add, CONNS, warm, ops, &keys).await?;
+    // Every change of the case (and its warm-up) reached every watcher.
+    let expected = (ops.div_ceil(CONNS) + warm.div_ceil(CONNS)) as u64 * CONNS as u64;
+    let seen = watchers.finish(expected, Duration::from_secs(30)).await?;
+    ensure!(seen.iter().all(|&s| s == expected), "watchers saw {seen:?} of {expected} changes");
 
     println!();
     println!(
@@ -60,6 +72,7 @@ pub async fn request_cases(args: &Args, parent: &Path, summary: &mut Summary) ->
         (&limit_get16, None),
         (&node_get16, Some(get16_ratio)),
         (&node_add16, None),
+        (&node_add16w, Some(node_add16w.rate() / node_add16.rate())),
     ] {
         println!(
             "{:<32} {:>5} {:>8} {:>10.0} {:>9.1} {:>9.1} {:>11}",
@@ -89,6 +102,12 @@ pub async fn request_cases(args: &Args, parent: &Path, summary: &mut Summary) ->
         "add16",
         format!("{:.0} ops/s", node_add16.rate()),
         node_add16.rate() >= ADD16_MIN_OPS,
+    );
+    summary.target(
+        &format!("durable add, {CONNS} conns, {WATCHERS} watchers: >= {ADD16_MIN_OPS:.0} ops/s"),
+        "add16w",
+        format!("{:.0} ops/s, each watcher saw all {expected}", node_add16w.rate()),
+        node_add16w.rate() >= ADD16_MIN_OPS,
     );
 
     node.shutdown().await?;

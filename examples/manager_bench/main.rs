@@ -21,6 +21,7 @@ mod cases;
 mod client;
 mod large_table;
 mod report;
+mod watchers;
 
 use std::path::PathBuf;
 use std::time::Duration;

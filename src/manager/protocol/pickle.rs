@@ -10,6 +10,33 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A multiply-rotate hasher (as rustc's FxHash) for the string maps below: a 100k-record table
+/// hashes over a million short strings, where SipHash's cost shows; nothing here is adversarial
+/// beyond a slower reply (the strings are the table's own).
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let word = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 // Opcodes (Python's Lib/pickle.py).
 const PROTO: u8 = 0x80;
@@ -52,16 +79,17 @@ impl<'a> Py<'a> {
 /// `pickle.dumps(value, protocol=4)`, without a frame and with memo entries only where they save
 /// bytes.
 pub fn dumps(value: &Py<'_>) -> Vec<u8> {
-    let mut counts = HashMap::new();
+    let mut counts = FastMap::default();
     count_strings(value, &mut counts);
-    let mut w = Writer { out: vec![PROTO, 4], counts, memo: HashMap::new() };
+    let mut w = Writer { out: Vec::with_capacity(64 * 1024), counts, memo: FastMap::default() };
+    w.out.extend_from_slice(&[PROTO, 4]);
     w.value(value);
     w.out.push(STOP);
     w.out
 }
 
 /// How often each string occurs in `value`: a string seen once is never memoized.
-fn count_strings<'t>(value: &'t Py<'_>, counts: &mut HashMap<&'t str, usize>) {
+fn count_strings<'t>(value: &'t Py<'_>, counts: &mut FastMap<&'t str, usize>) {
     match value {
         Py::Str(s) => *counts.entry(&**s).or_default() += 1,
         Py::List(items) => items.iter().for_each(|v| count_strings(v, counts)),
@@ -76,9 +104,9 @@ fn count_strings<'t>(value: &'t Py<'_>, counts: &mut HashMap<&'t str, usize>) {
 struct Writer<'t> {
     out: Vec<u8>,
     /// Occurrences not yet written, per string.
-    counts: HashMap<&'t str, usize>,
+    counts: FastMap<&'t str, usize>,
     /// Memoized strings and their memo index.
-    memo: HashMap<&'t str, u32>,
+    memo: FastMap<&'t str, u32>,
 }
 
 impl<'t> Writer<'t> {

@@ -1,0 +1,62 @@
+//! Change-feed watchers (type 11) that read everything the node streams while a case runs, so
+//! the add case can be measured with them attached; each counts the changes it saw.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+/// Watchers attached to the node; [`Watchers::finish`] collects what each saw.
+pub struct Watchers {
+    tasks: Vec<JoinHandle<Result<u64>>>,
+    stop: tokio::sync::watch::Sender<u64>,
+}
+
+impl Watchers {
+    /// Connects `n` watchers and waits until each is `ready`.
+    pub async fn start(addr: SocketAddr, n: usize) -> Result<Watchers> {
+        let (stop, stop_rx) = tokio::sync::watch::channel(u64::MAX);
+        let mut tasks = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut stream = TcpStream::connect(addr).await?;
+            stream.write_all(br#"{"message_type": 11, "data": {"snapshot": false}}"#).await?;
+            let mut lines = BufReader::new(stream).lines();
+            let ready = lines.next_line().await?.context("the node closed a watcher")?;
+            ensure!(ready.contains(r#""result": "ready""#), "not ready: {ready}");
+            let mut stop_rx = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut seen = 0u64;
+                loop {
+                    // Reads until it has seen as many changes as it is told to expect.
+                    if seen >= *stop_rx.borrow() {
+                        return Ok(seen);
+                    }
+                    let line = tokio::select! {
+                        line = lines.next_line() => line?,
+                        _ = stop_rx.changed() => continue,
+                    };
+                    let Some(line) = line else { bail!("the node closed a watcher after {seen} changes") };
+                    if line.contains(r#""action": "peer changed""#) {
+                        seen += 1;
+                    } else {
+                        bail!("a watcher got {line}");
+                    }
+                }
+            }));
+        }
+        Ok(Watchers { tasks, stop })
+    }
+
+    /// Waits (at most `within`) until every watcher has seen `expected` changes; their counts.
+    pub async fn finish(self, expected: u64, within: Duration) -> Result<Vec<u64>> {
+        let _ = self.stop.send(expected);
+        let mut seen = Vec::with_capacity(self.tasks.len());
+        for task in self.tasks {
+            seen.push(tokio::time::timeout(within, task).await.context("a watcher fell behind")???);
+        }
+        Ok(seen)
+    }
+}
