@@ -32,6 +32,8 @@ pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(30 * 60);
 /// The node TTL must be more than this many refresh intervals: a refresh may come 1.2 intervals
 /// after the last, and one lost to a full disk or an off clock must not expire a running node.
 pub const MIN_TTL_REFRESHES: u32 = 2;
+/// The shortest refresh interval taken (tests use a second or two; production, minutes).
+pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_millis(100);
 /// Expired entries are looked for at least this many times per node TTL, so a dead node's
 /// record goes within 1.25 TTLs of its last refresh on every replica.
 const COLLECTIONS_PER_TTL: u32 = 4;
@@ -128,6 +130,9 @@ impl NodeConfig {
     /// Refuses settings that cannot work together.
     pub fn check(&self) -> Result<(), ConfigError> {
         let (ttl, refresh) = (self.table.node_ttl, self.refresh_interval);
+        if refresh < MIN_REFRESH_INTERVAL {
+            return Err(ConfigError::RefreshTooShort(refresh));
+        }
         if ttl <= refresh * MIN_TTL_REFRESHES {
             return Err(ConfigError::NodeTtlTooShort { ttl, refresh });
         }
@@ -143,6 +148,8 @@ pub enum ConfigError {
          ({refresh:?}): a running node's own record would expire between two refreshes"
     )]
     NodeTtlTooShort { ttl: Duration, refresh: Duration },
+    #[error("the refresh interval ({0:?}) must be at least {MIN_REFRESH_INTERVAL:?}: every refresh is a write every node stores")]
+    RefreshTooShort(Duration),
 }
 
 /// Why a node could not start.
@@ -240,8 +247,7 @@ impl RunningNode {
     }
 
     /// Stops the node: the manager stops accepting, the node task ends, the store commits its
-    /// queue and closes.
-    /// With `--leave`, the own record is tombstoned first.
+    /// queue and closes. With `--leave`, the own record is tombstoned first.
     pub async fn shutdown(self) -> Result<(), NodeError> {
         if self.leave {
             self.leave_network().await;

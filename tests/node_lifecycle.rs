@@ -74,6 +74,10 @@ async fn a_node_stopped_with_leave_has_its_record_tombstoned_on_every_other_node
         assert_eq!(n.status().await["tombstones"], 1, "the own record's tombstone");
     }
     eprintln!("--leave: exited {took:?} after SIGTERM; record gone everywhere after {gone:?}");
+    // Started again, the node announces itself anew: its fresh record beats the tombstone.
+    let c = c.restart().await;
+    wait_converged(&[&a, &b, &c], 3).await;
+    assert!(holds_record(&a, &leaver).await && holds_record(&b, &leaver).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
