@@ -24,9 +24,24 @@ use crate::node::{self, NodeError, NodeHandle, Parts};
 use crate::store::{self, StartMode, StoreError};
 use crate::web::{self, WebError, WebState};
 
-/// How often the node rewrites its own record's `lastConnectionOn`: slow, since every refresh is
-/// a write that every replica stores.
-pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the node rewrites its own record's `lastConnectionOn` (each wait jittered, 0.8 to
+/// 1.2 times this; and at once when its addresses or ports change): rare, since every refresh is
+/// a write that every replica stores and liveness does not depend on it. It only has to come
+/// well within the node TTL, so that a running node's record never expires.
+pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(30 * 60);
+/// The node TTL must be more than this many refresh intervals: a refresh may come 1.2 intervals
+/// after the last, and one lost to a full disk or an off clock must not expire a running node.
+pub const MIN_TTL_REFRESHES: u32 = 2;
+/// The shortest refresh interval taken (tests use a second or two; production, minutes).
+pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_millis(100);
+/// Expired entries are looked for at least this many times per node TTL, so a dead node's
+/// record goes within 1.25 TTLs of its last refresh on every replica.
+const COLLECTIONS_PER_TTL: u32 = 4;
+/// With `--leave`, how long a stopping node waits for its own record's tombstone to be durable.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Then how long it keeps running so the tombstone's gossip (batched for a few milliseconds,
+/// then written by the swarm) leaves before the connections close.
+const LEAVE_LINGER: Duration = Duration::from_millis(500);
 /// How often expired tombstones are looked for; they expire after days, so hourly is plenty.
 pub const DEFAULT_GC_INTERVAL: Duration = Duration::from_secs(3600);
 /// How often anti-entropy runs with a random connected peer (besides on every new connection).
@@ -78,6 +93,8 @@ pub struct NodeConfig {
     pub clock_wait: Duration,
     /// What `--init` / `--reset-table` allow when the data dir's files do not belong together.
     pub start_mode: StartMode,
+    /// At shutdown, tombstone the own record first (`--leave`): the node leaves the network.
+    pub leave: bool,
 }
 
 impl NodeConfig {
@@ -106,13 +123,40 @@ impl NodeConfig {
             probe_interval: Duration::from_millis(DEFAULT_PROBE_INTERVAL_MS),
             clock_wait: Duration::from_millis(DEFAULT_CLOCK_WAIT_MS),
             start_mode: StartMode::default(),
+            leave: false,
         }
     }
+
+    /// Refuses settings that cannot work together.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let (ttl, refresh) = (self.table.node_ttl, self.refresh_interval);
+        if refresh < MIN_REFRESH_INTERVAL {
+            return Err(ConfigError::RefreshTooShort(refresh));
+        }
+        if ttl <= refresh * MIN_TTL_REFRESHES {
+            return Err(ConfigError::NodeTtlTooShort { ttl, refresh });
+        }
+        Ok(())
+    }
+}
+
+/// Settings that cannot work together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "the node TTL ({ttl:?}) must be more than {MIN_TTL_REFRESHES} times the refresh interval \
+         ({refresh:?}): a running node's own record would expire between two refreshes"
+    )]
+    NodeTtlTooShort { ttl: Duration, refresh: Duration },
+    #[error("the refresh interval ({0:?}) must be at least {MIN_REFRESH_INTERVAL:?}: every refresh is a write every node stores")]
+    RefreshTooShort(Duration),
 }
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -137,12 +181,15 @@ pub struct RunningNode {
     task: JoinHandle<Result<(), NodeError>>,
     manager: JoinHandle<()>,
     web: Option<JoinHandle<()>>,
+    /// Whether shutting down leaves the network first (`--leave`).
+    leave: bool,
 }
 
 impl RunningNode {
     /// Starts a node: binds the manager socket, loads identity and table, joins the network, and
     /// spawns the node task and the manager.
     pub async fn start(config: NodeConfig) -> Result<RunningNode, StartError> {
+        config.check()?;
         // First, so that a bad or busy manager address fails before anything else is touched.
         let listener = manager::bind(config.manager_addr).await?;
         let manager_addr = listener.local_addr().map_err(ManagerError::from)?;
@@ -195,12 +242,16 @@ impl RunningNode {
         ));
         let private = config.psk.as_ref().map(Psk::fingerprint);
         tracing::info!(%peer_id, manager = %manager_addr, metrics = ?metrics_addr, records, scrubbed, ?private, "node started");
-        Ok(RunningNode { handle, manager_addr, peer_id, metrics_addr, shutdown, task, manager, web })
+        let leave = config.leave;
+        Ok(RunningNode { handle, manager_addr, peer_id, metrics_addr, shutdown, task, manager, web, leave })
     }
 
     /// Stops the node: the manager stops accepting, the node task ends, the store commits its
-    /// queue and closes.
+    /// queue and closes. With `--leave`, the own record is tombstoned first.
     pub async fn shutdown(self) -> Result<(), NodeError> {
+        if self.leave {
+            self.leave_network().await;
+        }
         let _ = self.shutdown.send(true);
         let _ = self.manager.await;
         if let Some(web) = self.web {
@@ -223,6 +274,28 @@ impl RunningNode {
     }
 }
 
+impl RunningNode {
+    /// Tombstones the own record, waits (bounded) until it is durable, and lingers while it is
+    /// gossiped. A failure is logged, not fatal: the node stops anyway, and its record then goes
+    /// when the node TTL runs out.
+    async fn leave_network(&self) {
+        let started = tokio::time::Instant::now();
+        match tokio::time::timeout(LEAVE_TIMEOUT, self.handle.leave()).await {
+            Ok(Ok(_)) => {
+                tokio::time::sleep(LEAVE_LINGER).await;
+                tracing::info!(took = ?started.elapsed(), "left the network: own record tombstoned and gossiped");
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "could not leave the network; the own record stays until it expires")
+            }
+            Err(_) => tracing::warn!(
+                timeout = ?LEAVE_TIMEOUT,
+                "leaving the network timed out; the own record stays until it expires"
+            ),
+        }
+    }
+}
+
 fn net_config(config: &NodeConfig) -> NetConfig {
     NetConfig {
         listen: config.listen.clone(),
@@ -241,7 +314,8 @@ fn replica_config(config: &NodeConfig, peer_id: &str) -> ReplicaConfig {
         ports: config.ports.clone(),
         sync_interval_ms: config.sync_interval.as_millis() as u64,
         refresh_interval_ms: config.refresh_interval.as_millis() as u64,
-        gc_interval_ms: config.gc_interval.as_millis() as u64,
+        gc_interval_ms: config.gc_interval.min(config.table.node_ttl / COLLECTIONS_PER_TTL).as_millis()
+            as u64,
         max_in_flight: config.max_in_flight.max(1),
         peer_entry_rate: config.peer_entry_rate,
         probe_interval_ms: config.probe_interval.as_millis() as u64,

@@ -61,6 +61,18 @@ pub struct Cli {
     /// How long a removal's tombstone is kept (longer than any partition should last), e.g. 7d.
     #[arg(long, env = "UDHT_TOMBSTONE_GRACE", default_value = "7d", value_parser = duration)]
     pub tombstone_grace: Duration,
+    /// How often this node rewrites its own record (`lastConnectionOn`; each wait jittered 0.8 to
+    /// 1.2 times this, and at once when its addresses change), e.g. 30m.
+    #[arg(long, env = "UDHT_REFRESH_INTERVAL", default_value = "30m", value_parser = duration)]
+    pub refresh_interval: Duration,
+    /// A node record (key = a peer id) not refreshed for this long is dropped by every node, e.g.
+    /// 7d. Must be more than twice --refresh-interval.
+    #[arg(long, env = "UDHT_NODE_TTL", default_value = "7d", value_parser = duration)]
+    pub node_ttl: Duration,
+    /// On SIGTERM or SIGINT, tombstone this node's own record (and wait, up to a few seconds,
+    /// until it is durable and gossiped) before stopping: the node leaves the network.
+    #[arg(long, env = "UDHT_LEAVE")]
+    pub leave: bool,
     /// Most keys one writer's entries may hold in the table (a flooding member stops there).
     #[arg(long, env = "UDHT_MAX_KEYS_PER_WRITER", default_value_t = crate::core::table::DEFAULT_MAX_KEYS_PER_WRITER)]
     pub max_keys_per_writer: usize,
@@ -250,6 +262,9 @@ impl Cli {
         c.table.max_skew = self.max_clock_skew;
         c.table.tombstone_grace = self.tombstone_grace;
         c.table.max_keys_per_writer = self.max_keys_per_writer;
+        c.table.node_ttl = self.node_ttl;
+        c.refresh_interval = self.refresh_interval;
+        c.leave = self.leave;
         c.peer_entry_rate = self.peer_entry_rate;
         c.metrics_addr = self.metrics;
         c.metrics_public = self.metrics_public;
@@ -259,6 +274,7 @@ impl Cli {
             let psk = text.parse::<Psk>().map_err(|e| format!("--psk {}: {e}", path.display()))?;
             c.psk = Some(psk);
         }
+        c.check().map_err(|e| e.to_string())?;
         Ok(c)
     }
 }

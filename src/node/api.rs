@@ -55,6 +55,10 @@ pub enum Command {
         op: WriteOp,
         reply: oneshot::Sender<Result<bool, WriteError>>,
     },
+    /// Tombstone the own record and never write it again: the node leaves (`--leave`).
+    Leave {
+        reply: oneshot::Sender<Result<bool, WriteError>>,
+    },
     /// Start a watch of the table's changes (see [`super::feed`]).
     Watch {
         snapshot: bool,

@@ -71,6 +71,15 @@ impl NodeHandle {
         self.write(WriteOp::Remove { key }).await
     }
 
+    /// Leaves the network: tombstones this node's own record and never rewrites it; answers once
+    /// the tombstone is durable (it is gossiped at the next batch, milliseconds later). `false`:
+    /// there was no own record. For a node about to stop (`--leave`).
+    pub async fn leave(&self) -> Result<bool, NodeError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Leave { reply }).await?;
+        Ok(answer.await.map_err(|_| NodeError::ShuttingDown)??)
+    }
+
     /// Starts a watch: the table now (if `snapshot`), then every change as it becomes durable.
     pub async fn watch(&self, snapshot: bool) -> Result<Watch, NodeError> {
         let (reply, answer) = oneshot::channel();

@@ -239,6 +239,7 @@ impl NodeTask {
     fn command(&mut self, command: Command) {
         match command {
             Command::Write { op, reply } => self.input(Input::Write { op, reply }),
+            Command::Leave { reply } => self.input(Input::Leave { reply }),
             Command::Watch { snapshot, reply } => {
                 let _ = reply.send(self.feed.subscribe(self.replica.table(), snapshot));
             }

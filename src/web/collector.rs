@@ -102,6 +102,11 @@ impl Collector for NodeCollector {
             "Tombstones dropped after their grace period.",
             t.tombstones_collected,
         )?;
+        out.counter(
+            "node_records_expired",
+            "Node records dropped because their node did not refresh them within the node TTL.",
+            t.nodes_expired,
+        )?;
         out.counters(
             "antientropy_sessions",
             "Anti-entropy sessions this node started, by result.",

@@ -121,7 +121,7 @@ pub enum Timer {
     Sync,
     /// Rewrite the own record's `lastConnectionOn`.
     Refresh,
-    /// Collect expired tombstones.
+    /// Collect expired tombstones and expired node records.
     CollectTombstones,
     /// Lift bans that ran out.
     Bans,
@@ -144,6 +144,11 @@ pub enum Input<T: Types> {
     },
     /// The node's addresses changed: rewrite the own record.
     OwnAddress(OwnAddress),
+    /// The node is about to stop and leave the network: tombstone the own record (answered
+    /// through `reply` once durable, like a write) and never write it again.
+    Leave {
+        reply: T::Reply,
+    },
     PeerConnected(T::Peer),
     PeerDisconnected(T::Peer),
     /// A gossip message (a delta) from `from`, who may only be relaying it.

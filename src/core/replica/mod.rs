@@ -12,6 +12,9 @@ mod antientropy;
 mod clockgate;
 mod guard;
 mod io;
+mod lifecycle;
+#[cfg(test)]
+mod lifecycle_tests;
 mod limit;
 mod readonly;
 #[cfg(test)]
@@ -68,6 +71,7 @@ pub struct ReplicaConfig {
     /// The own record's `ports` (the node's service ports; `{}` when none).
     pub ports: BTreeMap<String, u16>,
     pub sync_interval_ms: u64,
+    /// How often the own record is rewritten (each wait jittered, 0.8 to 1.2 times this).
     pub refresh_interval_ms: u64,
     pub gc_interval_ms: u64,
     /// Most commits pending at once; see [`DEFAULT_MAX_IN_FLIGHT`].
@@ -186,6 +190,8 @@ pub struct Replica<T: Types> {
     stats: SyncStats,
     /// Set while commits fail (see `readonly`): no writes are taken.
     read_only: Option<ReadOnly>,
+    /// The node leaves the network (see `lifecycle`): the own record is never written again.
+    left: bool,
     out: Vec<Output<T>>,
 }
 
@@ -212,6 +218,7 @@ impl<T: Types> Replica<T> {
             guard: Guard::default(),
             stats: SyncStats::default(),
             read_only: None,
+            left: false,
             out: Vec::new(),
         }
     }
@@ -244,6 +251,7 @@ impl<T: Types> Replica<T> {
             Input::Start => self.start(now_us),
             Input::Write { op: _, reply } if self.read_only.is_some() => self.refuse_write(reply),
             Input::Write { op, reply } => self.write(op, reply, now_us),
+            Input::Leave { reply } => self.leave(reply, now_us),
             Input::OwnAddress(address) => {
                 // While read-only the own record is rewritten on leaving.
                 if address != self.own_address && self.read_only.is_none() {
@@ -316,9 +324,7 @@ impl<T: Types> Replica<T> {
     }
 
     fn start(&mut self, now_us: i64) {
-        let refresh = self.config.refresh_interval_ms;
-        // Jittered: nodes started together must not all rewrite their records at the same moment.
-        let first_refresh = self.rng.gen_range(0..=refresh);
+        let first_refresh = self.next_refresh_ms();
         self.schedule(first_refresh, Timer::Refresh);
         self.schedule(self.config.sync_interval_ms, Timer::Sync);
         self.schedule(self.config.gc_interval_ms, Timer::CollectTombstones);
@@ -352,21 +358,11 @@ impl<T: Types> Replica<T> {
                 if self.read_only.is_none() {
                     self.write_own_record(now_us);
                 }
-                self.schedule(self.config.refresh_interval_ms, Timer::Refresh);
+                let next = self.next_refresh_ms();
+                self.schedule(next, Timer::Refresh);
             }
             Timer::CollectTombstones => {
-                // Skipped while read-only (a collection whose commit fails is not undone: the disk
-                // then still holds expired tombstones, which carry nothing and go next time), and
-                // with a clock far ahead: tombstones would go before their time, and a stale
-                // replica could bring back what they removed.
-                let expired = match self.clock.report().state {
-                    _ if self.read_only.is_some() => Vec::new(),
-                    ClockState::Refuse => Vec::new(),
-                    _ => self.table.collect_tombstones(now_ms),
-                };
-                if !expired.is_empty() {
-                    self.persist(Vec::new(), expired, None, None, Source::local(false), Vec::new());
-                }
+                self.collect(now_ms);
                 self.schedule(self.config.gc_interval_ms, Timer::CollectTombstones);
             }
             Timer::Bans => {
@@ -441,6 +437,9 @@ impl<T: Types> Replica<T> {
     /// Puts (or refreshes) this node's own record: key = peer id, `lastConnectionOn` = now; or
     /// leaves it due while the clock is not to be trusted (see `clockgate`).
     fn write_own_record(&mut self, now_us: i64) {
+        if self.left {
+            return;
+        }
         if !self.own_record_allowed(now_us) {
             self.own_record_due = true;
             return;

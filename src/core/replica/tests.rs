@@ -5,9 +5,9 @@ use super::*;
 use crate::core::delta::encode_delta;
 use crate::core::sync::{SyncRequest, SyncResponse};
 
-const NOW_US: i64 = 1_800_000_000_000_000;
+pub(super) const NOW_US: i64 = 1_800_000_000_000_000;
 
-fn replica(id: u8) -> Replica<Sim> {
+pub(super) fn replica(id: u8) -> Replica<Sim> {
     let config = ReplicaConfig {
         own_key: "own".into(),
         name: "me".into(),
@@ -28,11 +28,11 @@ fn add(key: &str, name: &str) -> WriteOp {
     WriteOp::Add { key: key.into(), fields: PeerFields { name: Some(name.into()), ..Default::default() } }
 }
 
-fn handle(r: &mut Replica<Sim>, input: Input<Sim>) -> Vec<Output<Sim>> {
+pub(super) fn handle(r: &mut Replica<Sim>, input: Input<Sim>) -> Vec<Output<Sim>> {
     r.handle(input, NOW_US).collect()
 }
 
-fn persisted_seq(outputs: &[Output<Sim>]) -> Seq {
+pub(super) fn persisted_seq(outputs: &[Output<Sim>]) -> Seq {
     outputs
         .iter()
         .find_map(|o| match o {

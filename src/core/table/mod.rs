@@ -20,6 +20,10 @@ pub const BUCKETS: usize = 1024;
 /// How long a tombstone is kept before it is collected: longer than any partition we expect to heal.
 pub const DEFAULT_TOMBSTONE_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// How long a node record (a key that is a peer id) lives without being refreshed before every
+/// replica drops it: far longer than any node's refresh interval, so only dead nodes' go.
+pub const DEFAULT_NODE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// How far ahead of our clock a remote stamp may be before it is refused.
 pub const DEFAULT_MAX_SKEW: Duration = Duration::from_secs(60);
 
@@ -67,6 +71,8 @@ pub struct TableConfig {
     /// Most keys (records and tombstones) whose newest entry one writer may hold: a member
     /// flooding new keys cannot grow every table and disk without bound.
     pub max_keys_per_writer: usize,
+    /// How long a node record lives past its stamp; see [`Table::collect_expired_nodes`].
+    pub node_ttl: Duration,
 }
 
 /// Generous: a hundred times a large network's node count, and ten times the 100k-record tables
@@ -79,6 +85,7 @@ impl Default for TableConfig {
             tombstone_grace: DEFAULT_TOMBSTONE_GRACE,
             max_skew: DEFAULT_MAX_SKEW,
             max_keys_per_writer: DEFAULT_MAX_KEYS_PER_WRITER,
+            node_ttl: DEFAULT_NODE_TTL,
         }
     }
 }
@@ -129,6 +136,8 @@ pub struct TableStats {
     pub rejected_writer_cap: u64,
     /// Tombstones collected after the grace period.
     pub tombstones_collected: u64,
+    /// Node records dropped because their node did not refresh them within the node TTL.
+    pub nodes_expired: u64,
 }
 
 /// The digest of a table: equal digests mean equal tables (up to hash collisions).
@@ -206,6 +215,7 @@ pub struct Table {
     /// Part of every signed message, so an entry of one network means nothing in another.
     network_id: Arc<str>,
     grace_ms: u64,
+    node_ttl_ms: u64,
     stats: TableStats,
 }
 
@@ -223,6 +233,7 @@ impl Table {
             signer,
             network_id: Arc::from(network_id),
             grace_ms: config.tombstone_grace.as_millis() as u64,
+            node_ttl_ms: config.node_ttl.as_millis() as u64,
             stats: TableStats::default(),
         }
     }
@@ -436,6 +447,11 @@ impl Table {
     fn apply(&mut self, entry: Entry, now_ms: u64) -> bool {
         let expired_tombstone =
             entry.record.is_none() && entry.stamp.millis.saturating_add(self.grace_ms) < now_ms;
+        if self.is_expired_node(&entry.key, entry.record.is_some(), &entry.stamp, now_ms) {
+            // See `collect_expired_nodes`: never installed. What we hold under the key is older,
+            // so expired as well, and goes at our next collection (which also tells the view).
+            return false;
+        }
         match self.entries.get(entry.key.as_str()) {
             Some(current) if !replaces(current, &entry) => return false,
             Some(current) if current.marker == entry.stamp => self.stats.conflicting_stamps += 1,
@@ -621,5 +637,8 @@ impl Table {
     }
 }
 
+mod expiry;
+#[cfg(test)]
+mod expiry_tests;
 #[cfg(test)]
 mod tests;
