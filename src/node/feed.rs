@@ -61,7 +61,7 @@ struct Watcher {
 pub(super) struct Feed {
     watchers: Vec<Watcher>,
     /// Changes of commits handed to the store while someone watched, by commit.
-    pending: HashMap<Seq, (Vec<Entry>, Origin)>,
+    pending: HashMap<Seq, (Vec<Change>, Origin)>,
     /// The next commit's number.
     next_seq: Seq,
 }
@@ -91,24 +91,30 @@ impl Feed {
         Ok(Watch { snapshot, changes, dropped })
     }
 
-    /// A commit goes to the store: keep its changes if anyone watches.
-    pub fn persisting(&mut self, seq: Seq, puts: &[Entry], origin: Origin) {
+    /// A commit goes to the store: keep its changes if anyone watches. `removed`: keys whose
+    /// live record it deletes outright (expired node records), reported as removals.
+    pub fn persisting(&mut self, seq: Seq, puts: &[Entry], removed: &[String], origin: Origin) {
         self.next_seq = self.next_seq.max(seq.wrapping_add(1));
-        if !self.watchers.is_empty() && !puts.is_empty() {
-            self.pending.insert(seq, (puts.to_vec(), origin));
+        if self.watchers.is_empty() || (puts.is_empty() && removed.is_empty()) {
+            return;
         }
+        let changes = puts
+            .iter()
+            .map(|e| Change { key: e.key.clone(), record: e.record.clone(), origin })
+            .chain(removed.iter().map(|k| Change { key: k.clone(), record: None, origin }))
+            .collect();
+        self.pending.insert(seq, (changes, origin));
     }
 
     /// A commit is durable: its changes go to every watcher that began before it.
     pub fn committed(&mut self, seq: Seq) {
-        let Some((entries, origin)) = self.pending.remove(&seq) else { return };
+        let Some((changes, _)) = self.pending.remove(&seq) else { return };
         self.watchers.retain(|w| {
             if w.from > seq {
                 return true;
             }
-            for e in &entries {
-                let change = Change { key: e.key.clone(), record: e.record.clone(), origin };
-                match w.tx.try_send(change) {
+            for change in &changes {
+                match w.tx.try_send(change.clone()) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         w.dropped.fetch_add(1, Relaxed);
@@ -141,32 +147,37 @@ mod tests {
         let mut t = Table::for_tests(1);
         let mut feed = Feed::default();
         let before = put(&mut t, "before", 1);
-        feed.persisting(0, std::slice::from_ref(&before), Origin::Local); // nobody watches yet
+        feed.persisting(0, std::slice::from_ref(&before), &[], Origin::Local); // nobody watches yet
         let mut w = feed.subscribe(&t, true).unwrap();
         assert_eq!(w.snapshot.len(), 1, "the pending write is in the snapshot");
         feed.committed(0);
         let (a, b) = (put(&mut t, "a", 2), put(&mut t, "b", 3));
-        feed.persisting(1, std::slice::from_ref(&a), Origin::Local);
-        feed.persisting(2, std::slice::from_ref(&b), Origin::Remote);
+        feed.persisting(1, std::slice::from_ref(&a), &[], Origin::Local);
+        feed.persisting(2, std::slice::from_ref(&b), &[], Origin::Remote);
         feed.committed(1);
         feed.committed(2);
         let got: Vec<_> =
             std::iter::from_fn(|| w.changes.try_recv().ok()).map(|c| (c.key, c.origin)).collect();
         assert_eq!(got, [("a".to_string(), Origin::Local), ("b".to_string(), Origin::Remote)]);
-        // A failed commit never reaches a watcher.
-        feed.persisting(3, &[put(&mut t, "lost", 4)], Origin::Local);
-        feed.failed(3);
+        // A live record dropped outright (an expired node record) reaches it as a removal.
+        feed.persisting(3, &[], &["gone".to_string()], Origin::Local);
         feed.committed(3);
+        let removed = w.changes.try_recv().unwrap();
+        assert_eq!((removed.key.as_str(), removed.record), ("gone", None));
+        // A failed commit never reaches a watcher.
+        feed.persisting(30, &[put(&mut t, "lost", 4)], &[], Origin::Local);
+        feed.failed(30);
+        feed.committed(30);
         assert!(w.changes.try_recv().is_err());
         // A watcher that does not read loses what overflows its queue, counted.
         for i in 0..WATCH_QUEUE + 5 {
-            let seq = 4 + i as u64;
-            feed.persisting(seq, &[put(&mut t, "k", 10 + i as u64)], Origin::Local);
+            let seq = 40 + i as u64;
+            feed.persisting(seq, &[put(&mut t, "k", 10 + i as u64)], &[], Origin::Local);
             feed.committed(seq);
         }
         assert_eq!(w.dropped.load(Relaxed), 5);
         drop(w);
-        feed.persisting(u64::MAX - 1, &[put(&mut t, "x", 1 << 40)], Origin::Local);
+        feed.persisting(u64::MAX - 1, &[put(&mut t, "x", 1 << 40)], &[], Origin::Local);
         feed.committed(u64::MAX - 1);
         assert_eq!(feed.watchers(), 0, "a closed watch is forgotten");
     }

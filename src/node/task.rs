@@ -173,8 +173,9 @@ impl NodeTask {
     /// Executes one output; returns the answer to a commit or probe the store refused.
     fn execute(&mut self, output: Output<Live>) -> Option<Input<Live>> {
         match output {
-            Output::Persist { seq, puts, deletes, origin } => {
-                self.feed.persisting(seq, &puts, origin);
+            Output::Persist { seq, puts, deletes, origin, removals } => {
+                let removed = if removals { deletes.as_slice() } else { &[] };
+                self.feed.persisting(seq, &puts, removed, origin);
                 if let Err(e) = self.store.submit(Job { seq, puts, deletes }) {
                     tracing::error!(error = %e, "the store refused a commit");
                     let error = e.to_string();

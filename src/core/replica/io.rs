@@ -209,6 +209,9 @@ pub enum Output<T: Types> {
         deletes: Vec<String>,
         /// Where `puts` came from, for the change feed once they are durable.
         origin: Origin,
+        /// Whether `deletes` remove live records (expired node records), which the change feed
+        /// reports as removals; otherwise they are collected tombstones, already reported.
+        removals: bool,
     },
     /// The live record under `key` is now `record` (`None`: gone). Reads see it from now on.
     Applied {

@@ -26,15 +26,17 @@ impl<T: Types> Replica<T> {
         if self.read_only.is_some() || self.clock.report().state == ClockState::Refuse {
             return;
         }
-        let mut deletes = self.table.collect_tombstones(now_ms);
         let expired = self.table.collect_expired_nodes(now_ms, &self.config.own_key);
         for key in &expired {
             tracing::info!(%key, "a node record expired: its node did not refresh it within the node TTL");
             self.out.push(Output::Applied { key: key.clone(), record: None });
         }
-        deletes.extend(expired);
-        if !deletes.is_empty() {
-            self.persist(Vec::new(), deletes, None, None, Source::local(false), Vec::new());
+        if !expired.is_empty() {
+            self.persist(Vec::new(), expired, None, None, Source::removals(), Vec::new());
+        }
+        let tombstones = self.table.collect_tombstones(now_ms);
+        if !tombstones.is_empty() {
+            self.persist(Vec::new(), tombstones, None, None, Source::local(false), Vec::new());
         }
     }
 

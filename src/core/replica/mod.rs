@@ -133,15 +133,22 @@ pub struct SyncStats {
 struct Source {
     origin: Origin,
     publish: bool,
+    /// The deletes remove live records (see [`Output::Persist`]).
+    removals: bool,
 }
 
 impl Source {
     fn local(publish: bool) -> Source {
-        Source { origin: Origin::Local, publish }
+        Source { origin: Origin::Local, publish, removals: false }
     }
 
     fn remote(publish: bool) -> Source {
-        Source { origin: Origin::Remote, publish }
+        Source { origin: Origin::Remote, publish, removals: false }
+    }
+
+    /// Live records dropped here (expired node records): the feed reports their removal.
+    fn removals() -> Source {
+        Source { origin: Origin::Local, publish: false, removals: true }
     }
 }
 
@@ -488,7 +495,8 @@ impl<T: Types> Replica<T> {
         self.next_seq += 1;
         let publish = if source.publish { puts.clone() } else { Vec::new() };
         self.pending.insert(seq, Pending { reply, gossip, publish, undo });
-        self.out.push(Output::Persist { seq, puts, deletes, origin: source.origin });
+        let (origin, removals) = (source.origin, source.removals);
+        self.out.push(Output::Persist { seq, puts, deletes, origin, removals });
     }
 
     fn committed(&mut self, seq: Seq) {
