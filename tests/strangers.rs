@@ -134,27 +134,28 @@ async fn a_peer_of_another_network_id_is_disconnected_at_once_and_never_listed()
 
     // Several maintenance rounds later: still nobody lists the stranger, nothing is open to it,
     // and it was not dialled again (each round would close another connection).
-    let closed = |sts: &[Value]| sts.iter().map(|st| net(st, "strangers_closed")).sum::<u64>();
-    // Counted now, not when the close was seen: status counters are published on the node's
-    // maintenance tick, so `found` may predate the count of a close it already shows.
-    let before = closed(&[a.status().await, b.status().await, s.status().await]);
+    // Each meeting is logged by the side that judged it (the logs, not the status counters, which
+    // are published on the nodes' own schedule).
+    let judgements = || -> Vec<String> {
+        [(&a, "a"), (&b, "b"), (&s, "s")]
+            .iter()
+            .flat_map(|(n, name)| {
+                n.log()
+                    .lines()
+                    .filter(|l| l.contains("closing a connection"))
+                    .map(|l| format!("{name}: {l}"))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let before = judgements();
     let [sa, sb, ss] = watch(&a, &b, &s, &ids, Duration::from_secs(4)).await;
     assert_eq!(net(&ss, "open_connections"), 0, "{ss}");
     // At most its own record (which waits up to `clock_wait` for a clock comparison it never gets).
     assert!(ss["table_size"].as_u64() <= Some(1), "the stranger learnt nothing: {ss}");
-    let after = closed(&[sa.clone(), sb.clone(), ss.clone()]);
-    let judgements: Vec<String> = [(&a, "a"), (&b, "b"), (&s, "s")]
-        .iter()
-        .flat_map(|(n, name)| {
-            n.log()
-                .lines()
-                .filter(|l| l.contains("closing a connection"))
-                .map(|l| format!("{name}: {l}"))
-                .collect::<Vec<_>>()
-        })
-        .collect();
     // Both sides of each meeting judged the other, so neither dials it again.
-    assert_eq!(after, before, "the stranger was met again: {judgements:#?}");
+    let after = judgements();
+    assert_eq!(after.len(), before.len(), "the stranger was met again: {after:#?}");
     for st in [&sa, &sb] {
         assert_eq!(connected(st).len(), 1, "each udht node counts only the other: {st}");
     }
