@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod delta;
 pub mod record;
+pub mod liveness;
 pub mod replica;
 pub mod scrub;
 pub mod sign;
