@@ -4,8 +4,8 @@
 
 pub mod clock;
 pub mod delta;
-pub mod record;
 pub mod liveness;
+pub mod record;
 pub mod replica;
 pub mod scrub;
 pub mod sign;

@@ -218,7 +218,11 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
 
     fn ack(&mut self, to: &P, acked: bool) -> ProbeAck<P> {
         let limit = self.retransmit_limit();
-        ProbeAck { acked, incarnation: self.incarnation, updates: self.broadcasts.take(to, MAX_PIGGYBACK, limit) }
+        ProbeAck {
+            acked,
+            incarnation: self.incarnation,
+            updates: self.broadcasts.take(to, MAX_PIGGYBACK, limit),
+        }
     }
 
     fn send(&mut self, to: P, target: Option<P>, pending: Pending<P, R>, out: &mut Vec<Output<P, R>>) {
@@ -292,7 +296,14 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
         self.show(&peer, out);
     }
 
-    fn request(&mut self, from: P, request: ProbeRequest<P>, reply: R, now_ms: u64, out: &mut Vec<Output<P, R>>) {
+    fn request(
+        &mut self,
+        from: P,
+        request: ProbeRequest<P>,
+        reply: R,
+        now_ms: u64,
+        out: &mut Vec<Output<P, R>>,
+    ) {
         self.evidence(&from, Some(request.incarnation), now_ms, out);
         for u in request.updates {
             self.apply(u, now_ms, out);
@@ -321,21 +332,19 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
             self.apply(u, now_ms, out);
         }
         match self.pending.remove(&id) {
-            Some(Pending::Probe { target }) => {
-                // A helper's "not reached" is no answer; its own timeout decides.
-                if ack.acked {
-                    if target != from {
-                        self.evidence(&target, None, now_ms, out);
-                    }
-                    self.rounds.remove(&target);
+            // A helper's "not reached" is no answer; the round's deadline decides.
+            Some(Pending::Probe { target }) if ack.acked => {
+                if target != from {
+                    self.evidence(&target, None, now_ms, out);
                 }
+                self.rounds.remove(&target);
             }
             Some(Pending::Relay { reply, .. }) => {
                 self.relays -= 1;
                 let ack = self.ack(&from, ack.acked);
                 out.push(Output::Reply { to: reply, ack });
             }
-            None => {}
+            Some(Pending::Probe { .. }) | None => {}
         }
     }
 
@@ -435,7 +444,9 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
         let expired: Vec<Update<P>> = self
             .members
             .iter()
-            .filter(|(_, m)| m.state == State::Suspect && !m.connected && m.suspected_at_ms + timeout <= now_ms)
+            .filter(|(_, m)| {
+                m.state == State::Suspect && !m.connected && m.suspected_at_ms + timeout <= now_ms
+            })
             .map(|(p, m)| Update { peer: p.clone(), state: State::Dead, incarnation: m.incarnation })
             .collect();
         for u in expired {

@@ -154,7 +154,10 @@ fn suspect_only_after_direct_and_indirect_probes_fail() {
     // Whoever suspected first did so after asking others to probe, and after their time ran out.
     let first = sim.changes.iter().find(|c| c.2 == 7 && c.3 == State::Suspect).expect("a suspicion");
     let asked = sim.ping_reqs.iter().find(|r| r.1 == first.1 && r.2 == 7).expect("indirect probes sent");
-    assert!(asked.0 <= first.0 - config.indirect_timeout_ms, "suspected only after the indirect probes' time");
+    assert!(
+        asked.0 <= first.0 - config.indirect_timeout_ms,
+        "suspected only after the indirect probes' time"
+    );
 }
 
 #[test]
@@ -168,7 +171,10 @@ fn dead_after_the_suspicion_timeout() {
     assert!(t <= 20_000, "dead everywhere within 20 s of simulated time, took {t} ms");
     let first_suspect = sim.changes.iter().find(|c| c.2 == 3 && c.3 == State::Suspect).expect("suspected").0;
     let first_dead = sim.changes.iter().find(|c| c.2 == 3 && c.3 == State::Dead).expect("dead").0;
-    assert!(first_dead >= first_suspect + config.suspicion_timeout_ms, "dead only after the suspicion timeout");
+    assert!(
+        first_dead >= first_suspect + config.suspicion_timeout_ms,
+        "dead only after the suspicion timeout"
+    );
     assert!(first_suspect > killed_at);
 }
 
@@ -199,10 +205,7 @@ fn a_lost_direct_probe_is_saved_by_the_indirect_ones() {
     sim.cut.insert((4, 0));
     sim.run_ms(60_000);
     assert!(sim.ping_reqs.iter().any(|r| r.1 == 0 && r.2 == 4), "0 asked others to probe 4");
-    assert!(
-        sim.first_change(0, 4, State::Suspect).is_none(),
-        "an indirect answer keeps 4 alive in 0's view"
-    );
+    assert!(sim.first_change(0, 4, State::Suspect).is_none(), "an indirect answer keeps 4 alive in 0's view");
 }
 
 #[test]
@@ -241,7 +244,11 @@ fn a_claim_about_oneself_is_refuted() {
     // An old alive claim does not undo a newer suspicion; a newer alive one does.
     node.handle(Input::MemberAdded(2), 0);
     let apply = |node: &mut Liveness<u32, Reply>, state, incarnation| {
-        let request = ProbeRequest { target: None, incarnation: 0, updates: vec![Update { peer: 2, state, incarnation }] };
+        let request = ProbeRequest {
+            target: None,
+            incarnation: 0,
+            updates: vec![Update { peer: 2, state, incarnation }],
+        };
         node.handle(Input::Request { from: 1, request, reply: (1, 2) }, 20);
     };
     apply(&mut node, State::Suspect, 2);

@@ -100,21 +100,41 @@ pub enum Input<P, R> {
     /// Advances the timers; the task sends it every few hundred milliseconds.
     Tick,
     /// A probe from `from`; answer it through `reply`.
-    Request { from: P, request: ProbeRequest<P>, reply: R },
+    Request {
+        from: P,
+        request: ProbeRequest<P>,
+        reply: R,
+    },
     /// The answer to our message `id`.
-    Response { from: P, id: u64, ack: ProbeAck<P> },
+    Response {
+        from: P,
+        id: u64,
+        ack: ProbeAck<P>,
+    },
     /// Our message `id` could not be delivered (dial failure, timeout, refusal).
-    Failed { id: u64 },
+    Failed {
+        id: u64,
+    },
 }
 
 /// What the state machine asks the node task to do.
 #[derive(Debug)]
 pub enum Output<P, R> {
     /// Send a probe to `to` (dial it if need be); answer with `Response` or `Failed` for `id`.
-    Send { to: P, id: u64, request: ProbeRequest<P> },
-    Reply { to: R, ack: ProbeAck<P> },
+    Send {
+        to: P,
+        id: u64,
+        request: ProbeRequest<P>,
+    },
+    Reply {
+        to: R,
+        ack: ProbeAck<P>,
+    },
     /// A member's state as shown to readers changed.
-    Changed { peer: P, state: State },
+    Changed {
+        peer: P,
+        state: State,
+    },
 }
 
 /// A member as readers see it.
