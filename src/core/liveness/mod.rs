@@ -16,7 +16,7 @@ mod types;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 
 use rand::rngs::StdRng;
@@ -86,6 +86,9 @@ pub struct Liveness<P, R> {
     members: HashMap<P, Member>,
     /// Probe order: the members, shuffled each time round.
     order: Vec<P>,
+    /// Members whose connection just closed: probed before the round robin resumes (a closed
+    /// connection is often the first sign of a failure). Each member at most once.
+    hints: VecDeque<P>,
     next: usize,
     next_probe_ms: u64,
     rounds: HashMap<P, Round>,
@@ -109,6 +112,7 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
             incarnation: 0,
             members: HashMap::new(),
             order: Vec::new(),
+            hints: VecDeque::new(),
             next: 0,
             next_probe_ms: 0,
             rounds: HashMap::new(),
@@ -170,6 +174,7 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
             Input::MemberRemoved(p) => {
                 if self.members.remove(&p).is_some() {
                     self.order.retain(|q| q != &p);
+                    self.hints.retain(|q| q != &p);
                     self.rounds.remove(&p);
                     self.broadcasts.remove(&p);
                     self.dirty = true;
@@ -185,6 +190,9 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
                 if let Some(m) = self.members.get_mut(&p) {
                     m.connected = false;
                     m.last_seen_ms = Some(now_ms);
+                    if !self.hints.contains(&p) {
+                        self.hints.push_back(p.clone());
+                    }
                 }
                 self.show(&p, &mut out);
             }
@@ -268,7 +276,8 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
         if u.peer == self.me {
             if u.state != State::Alive && u.incarnation >= self.incarnation {
                 // Refute: only we raise our incarnation, so this claim beats every older one.
-                self.incarnation = u.incarnation + 1;
+                // Saturating: a peer's absurd claim must not overflow (nor crash) us.
+                self.incarnation = u.incarnation.saturating_add(1);
                 let me = self.me.clone();
                 self.broadcasts.push(Update { peer: me, state: State::Alive, incarnation: self.incarnation });
             }
@@ -368,7 +377,9 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
         self.advance_rounds(now_ms, out);
         self.expire_suspicions(now_ms, out);
         if now_ms >= self.next_probe_ms {
-            self.next_probe_ms = now_ms + self.config.probe_interval_ms;
+            // On schedule (a late tick does not stretch the period), but never a burst after a stall.
+            let interval = self.config.probe_interval_ms;
+            self.next_probe_ms = (self.next_probe_ms + interval).max(now_ms + interval / 2);
             // Readers' `last_seen` of connected members moves on once a period.
             self.dirty = true;
             self.probe_next(now_ms, out);
@@ -431,10 +442,12 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
 
     fn probe_failed(&mut self, target: &P, now_ms: u64, out: &mut Vec<Output<P, R>>) {
         let Some(m) = self.members.get(target) else { return };
-        // A connection still open outweighs a lost probe; the dead are already dead.
-        if m.connected || m.state != State::Alive {
+        if m.state != State::Alive {
             return;
         }
+        // Suspected even over an open connection: a paused process keeps its sockets until the
+        // connection's pings time out. Readers still see it alive while connected; once the
+        // connection closes, the suspicion shows at once (and it refutes it if it is up).
         let u = Update { peer: target.clone(), state: State::Suspect, incarnation: m.incarnation };
         self.apply(u, now_ms, out);
     }
@@ -455,7 +468,13 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
     }
 
     /// Starts a round on the next member in the shuffled order (skipping ones in a round).
+    /// One probe per period whatever N is: a hinted member first, else the round robin's next.
     fn probe_next(&mut self, now_ms: u64, out: &mut Vec<Output<P, R>>) {
+        while let Some(target) = self.hints.pop_front() {
+            if self.members.contains_key(&target) && !self.rounds.contains_key(&target) {
+                return self.start_round(target, now_ms, out);
+            }
+        }
         for _ in 0..self.order.len() {
             if self.next >= self.order.len() {
                 self.next = 0;
@@ -467,12 +486,15 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
             if self.rounds.contains_key(&target) {
                 continue;
             }
-            let deadline_ms = now_ms + self.config.probe_timeout_ms;
-            // The dead are probed too (so a node that comes back is seen), but never indirectly.
-            let indirect = self.members.get(&target).is_some_and(|m| m.state == State::Dead);
-            self.rounds.insert(target.clone(), Round { indirect, deadline_ms });
-            self.send(target.clone(), None, Pending::Probe { target }, out);
-            return;
+            return self.start_round(target, now_ms, out);
         }
+    }
+
+    fn start_round(&mut self, target: P, now_ms: u64, out: &mut Vec<Output<P, R>>) {
+        let deadline_ms = now_ms + self.config.probe_timeout_ms;
+        // The dead are probed too (so a node that comes back is seen), but never indirectly.
+        let indirect = self.members.get(&target).is_some_and(|m| m.state == State::Dead);
+        self.rounds.insert(target.clone(), Round { indirect, deadline_ms });
+        self.send(target.clone(), None, Pending::Probe { target }, out);
     }
 }

@@ -287,3 +287,59 @@ fn dissemination_is_bounded_and_load_does_not_grow_with_n() {
         assert_eq!(node.queued_updates(), 0, "nothing is retransmitted forever");
     }
 }
+
+#[test]
+fn hostile_claims_neither_crash_nor_outweigh_direct_evidence() {
+    let mut node: Liveness<u32, Reply> = Liveness::new(0, LivenessConfig::default());
+    node.handle(Input::MemberAdded(1), 0);
+    node.handle(Input::MemberAdded(2), 0);
+    let updates = vec![
+        Update { peer: 0, state: State::Dead, incarnation: u64::MAX },
+        Update { peer: 1, state: State::Dead, incarnation: u64::MAX },
+        Update { peer: 99, state: State::Suspect, incarnation: 5 },
+    ];
+    let request = ProbeRequest { target: Some(77), incarnation: u64::MAX, updates };
+    node.handle(Input::Request { from: 2, request, reply: (2, 1) }, 10);
+    assert_eq!(node.incarnation(), u64::MAX, "saturated, no overflow");
+    assert_eq!(node.state_of(&99), None, "claims about non-members are ignored");
+    assert_eq!(node.state_of(&1), Some(State::Dead));
+    // 1 answers us directly: alive here whatever was claimed.
+    let ack = ProbeAck { acked: true, incarnation: 0, updates: Vec::new() };
+    node.handle(Input::Response { from: 1, id: 12345, ack }, 20);
+    assert_eq!(node.state_of(&1), Some(State::Alive));
+}
+
+#[test]
+fn a_closed_connection_is_probed_first() {
+    let mut node: Liveness<u32, Reply> = Liveness::new(0, LivenessConfig::default());
+    for p in 1..50 {
+        node.handle(Input::MemberAdded(p), 0);
+    }
+    node.handle(Input::Connected(37), 0);
+    node.handle(Input::Tick, 0);
+    node.handle(Input::Disconnected(37), 500);
+    let out = node.handle(Input::Tick, 1000);
+    let probed: Vec<u32> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send { to, request, .. } if request.target.is_none() => Some(*to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(probed, vec![37], "one probe this period, of the member that just disconnected");
+}
+
+#[test]
+fn a_connected_member_that_stops_answering_shows_suspect_once_disconnected() {
+    let mut node: Liveness<u32, Reply> = Liveness::new(0, LivenessConfig::default());
+    node.handle(Input::MemberAdded(1), 0);
+    node.handle(Input::MemberAdded(2), 0);
+    node.handle(Input::Connected(1), 0);
+    // Nobody answers anything (1 is paused; 2 cannot reach it either).
+    for t in (0..20_000).step_by(100) {
+        node.handle(Input::Tick, t);
+        assert_eq!(node.state_of(&1), Some(State::Alive), "connected: alive at {t} ms");
+    }
+    node.handle(Input::Disconnected(1), 20_000);
+    assert_ne!(node.state_of(&1), Some(State::Alive), "the failed probes show once the connection is gone");
+}

@@ -74,8 +74,8 @@ impl Default for LivenessConfig {
     fn default() -> Self {
         LivenessConfig {
             probe_interval_ms: 1000,
-            probe_timeout_ms: 1000,
-            indirect_timeout_ms: 2000,
+            probe_timeout_ms: 800,
+            indirect_timeout_ms: 1500,
             indirect_k: 3,
             suspicion_timeout_ms: 5000,
             retransmit_mult: 4,
