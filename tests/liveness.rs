@@ -76,6 +76,12 @@ async fn killed_node_goes_dead_and_paused_node_comes_back_alive() {
     assert_eq!(one["name"], "n1");
     common::assert_timestamp(one["last_seen"].as_str().unwrap());
     assert!(one["connected"].is_boolean());
+    // `ctl members` prints the reply as the node sent it.
+    let args = ["ctl".to_string(), "--manager".into(), nodes[0].manager.to_string(), "members".into()];
+    let out = common::process::run_to_exit(&args, Duration::from_secs(20));
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("ctl members prints JSON");
+    assert_eq!(printed["action"], "members");
+    assert_eq!(printed["data"].as_array().map(Vec::len), Some(n_nodes - 1), "{printed}");
     let status = nodes[0].status().await;
     assert_eq!(status["members"]["alive"], n_nodes - 1, "{status}");
 
