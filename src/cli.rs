@@ -140,6 +140,9 @@ pub enum CtlAction {
     Identity,
     /// Peer id, addresses, connected peers, table size and digest (message_type 9).
     Status,
+    /// Each node record's liveness as the node sees it: alive, suspect or dead, when last seen,
+    /// whether directly connected (message_type 10).
+    Members,
     /// Print every change as it becomes durable on the node, one JSON line each (message_type
     /// 11), until the node closes the watch or this is interrupted.
     Watch {
@@ -455,6 +458,7 @@ async fn ctl(manager: SocketAddr, wait: Option<Duration>, action: &CtlAction) ->
             CtlAction::Table => client.table_json().await,
             CtlAction::Identity => client.identity().await,
             CtlAction::Status => client.status().await,
+            CtlAction::Members => client.members().await,
             CtlAction::Watch { .. } => unreachable!("handled above"),
         }
     };

@@ -109,7 +109,7 @@ async fn unknown_and_reserved_message_types_get_an_error_and_the_connection_stay
         (br#"{"message_type": 5, "data": {"peer_ip": "1.2.3.4"}}"#, "5"),
         (br#"{"message_type": 0}"#, "0"),
         (br#"{"message_type": -3}"#, "-3"),
-        (br#"{"message_type": 10}"#, "10"),
+        (br#"{"message_type": 12}"#, "12"),
     ] {
         let error = assert_rejected(&mut c, bad, None, Value::Null).await;
         assert!(error.contains(shown), "error {error:?} does not name the type {shown}");

@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod delta;
+pub mod liveness;
 pub mod record;
 pub mod replica;
 pub mod scrub;

@@ -169,6 +169,11 @@ impl Client {
         self.call(&ClientRequest::Status).await
     }
 
+    /// The node records' liveness as the node sees them (type 10).
+    pub async fn members(&mut self) -> Result<JsonReply, ClientError> {
+        self.call(&ClientRequest::Members).await
+    }
+
     /// Sends one request object and reads its JSON reply.
     pub async fn request(&mut self, request: &Value) -> Result<Value, ClientError> {
         Ok(self.request_line(request).await?.value)

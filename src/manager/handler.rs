@@ -12,11 +12,11 @@ use tokio::sync::watch;
 
 use crate::core::TableStats;
 use crate::net::NetStats;
-use crate::node::{NodeError, NodeHandle, Status, SyncStats};
+use crate::node::{LivenessCounts, NodeError, NodeHandle, Status, SyncStats};
 
 use super::config::ManagerConfig;
 use super::connection::{Connection, FrameError};
-use super::protocol::{self as p, Frame, RecordView, Request, TableView};
+use super::protocol::{self as p, Frame, MemberRow, RecordView, Request, TableView};
 use super::stats::{ManagerStats, StatsSnapshot};
 use super::timestamp::{format_micros_into, TIMESTAMP_LEN};
 use super::watching;
@@ -211,7 +211,32 @@ struct StatusView<'a> {
     /// wrong, and whether writes are refused.
     clock: Option<String>,
     scrubbed_at_start: usize,
+    /// Node records by liveness state as this node sees them (`message_type 10` lists them).
+    members: MembersCount,
     manager: StatsSnapshot,
+}
+
+#[derive(Serialize)]
+struct MembersCount {
+    alive: usize,
+    suspect: usize,
+    dead: usize,
+    probes_sent: u64,
+    probes_received: u64,
+    probe_failures: u64,
+}
+
+impl From<LivenessCounts> for MembersCount {
+    fn from(c: LivenessCounts) -> Self {
+        MembersCount {
+            alive: c.alive,
+            suspect: c.suspect,
+            dead: c.dead,
+            probes_sent: c.probes.probes_sent,
+            probes_received: c.probes.probes_received,
+            probe_failures: c.probes.probe_failures,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -242,6 +267,7 @@ impl<'a> StatusView<'a> {
             clock_peers: s.clock.peers,
             clock: s.clock.warning(),
             scrubbed_at_start: s.scrubbed_at_start,
+            members: s.liveness.into(),
             manager,
         }
     }
@@ -258,6 +284,7 @@ async fn execute(request: Request, node: &NodeHandle, stats: &ManagerStats) -> V
         Request::Table { .. } => "table",
         Request::Identity => "identity",
         Request::Status => "status",
+        Request::Members => "members",
         Request::Watch { .. } => "watch",
     };
     let (reply, result) = run(request, node, stats).await;
@@ -300,9 +327,33 @@ async fn run(request: Request, node: &NodeHandle, stats: &ManagerStats) -> (Vec<
             let status = node.status();
             (p::completed(p::ACTION_STATUS, &StatusView::new(&status, stats.snapshot())), COMPLETED)
         }
+        Request::Members => (members_reply(node), COMPLETED),
         // Taken out of the batch as the connection's ending; never executed as a request.
         Request::Watch { .. } => {
             (p::error_reply(p::ACTION_WATCH, &(), "a watch cannot be answered in a batch"), ERROR)
         }
     }
+}
+
+/// `message_type 10`: each node record's liveness, its name from the table, and when it was last
+/// seen (a node never heard from directly: when its record was last announced).
+fn members_reply(node: &NodeHandle) -> Vec<u8> {
+    let members = node.members();
+    let records: Vec<_> = members.iter().map(|m| node.get(&m.peer_id)).collect();
+    let rows: Vec<MemberRow<'_>> = members
+        .iter()
+        .zip(&records)
+        .map(|(m, r)| MemberRow {
+            peer_id: &m.peer_id,
+            name: r.as_ref().map_or("", |r| r.name.as_str()),
+            state: m.state.as_str(),
+            last_seen_us: m
+                .last_seen_us
+                .and_then(|us| i64::try_from(us).ok())
+                .or(r.as_ref().map(|r| r.last_connection_on))
+                .unwrap_or(0),
+            connected: m.connected,
+        })
+        .collect();
+    p::completed(p::ACTION_MEMBERS, &rows)
 }

@@ -24,6 +24,7 @@ use xxhash_rust::xxh3::xxh3_128;
 use super::addr::NetError;
 use super::codec::{SyncBytes, SyncCodec};
 use super::config::{NetConfig, Psk};
+use super::probe::{ProbeBehaviour, ProbeCodec};
 use crate::core::delta::MAX_DELTA_BYTES;
 
 /// Connections stay open this long without traffic: long, since gossip needs standing
@@ -54,6 +55,11 @@ const PING_TIMEOUT: Duration = Duration::from_secs(3);
 /// Kademlia: how often to refresh the routing table with a random walk.
 const KAD_BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(60);
 const KAD_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// A liveness probe unanswered for this long fails (the state machine has its own, shorter
+/// deadlines; this one frees the stream).
+const PROBE_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Concurrent probe streams per connection: a probe round uses one or two.
+const PROBE_MAX_STREAMS: usize = 8;
 
 /// The anti-entropy protocol's request-response behaviour.
 pub type SyncBehaviour = request_response::Behaviour<SyncCodec>;
@@ -67,12 +73,14 @@ pub struct Behaviour {
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub sync: SyncBehaviour,
+    pub probe: ProbeBehaviour,
 }
 
 /// Protocol names, all carrying the network id so separate networks never merge.
 pub struct Protocols {
     pub kad: StreamProtocol,
     pub sync: StreamProtocol,
+    pub probe: StreamProtocol,
     pub identify: String,
     pub topic: IdentTopic,
 }
@@ -89,6 +97,7 @@ impl Protocols {
         Ok(Protocols {
             kad: proto("kad", "1.0.0")?,
             sync: proto("sync", "3.0.0")?,
+            probe: proto("probe", "1.0.0")?,
             identify: format!("/{network_id}/id/1.0.0"),
             topic: IdentTopic::new(format!("{network_id}/peers/2")),
         })
@@ -193,6 +202,13 @@ pub fn build_swarm(
                     .with_request_timeout(SYNC_REQUEST_TIMEOUT)
                     .with_max_concurrent_streams(SYNC_MAX_STREAMS),
             );
+            let probe = ProbeBehaviour::with_codec(
+                ProbeCodec,
+                [(protocols.probe.clone(), ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(PROBE_REQUEST_TIMEOUT)
+                    .with_max_concurrent_streams(PROBE_MAX_STREAMS),
+            );
             let identify = identify::Behaviour::new(
                 identify::Config::new(protocols.identify.clone(), key.public())
                     .with_agent_version(format!("udht/{}", env!("CARGO_PKG_VERSION")))
@@ -212,6 +228,7 @@ pub fn build_swarm(
                     ping::Config::new().with_interval(PING_INTERVAL).with_timeout(PING_TIMEOUT),
                 ),
                 sync,
+                probe,
             })
         })
         .map_err(|e| NetError::Config(format!("behaviour: {e}")))?

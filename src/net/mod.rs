@@ -8,9 +8,11 @@ mod config;
 mod identity;
 mod metrics;
 mod network;
+mod probe;
 
 pub use addr::{host_and_port, is_loopback, parse_multiaddr, NetError};
 pub use config::{NetConfig, Psk};
 pub use identity::{decode_identity, generate_identity, node_id_of, signer_of};
 pub use libp2p::{Multiaddr, PeerId};
 pub use network::{GossipId, NetEvent, NetStats, Network, Responder};
+pub use probe::{ProbeEvent, ProbeResponder, ProbeStats};

@@ -26,6 +26,8 @@ use super::behaviour::{build_swarm, Behaviour, BehaviourEvent, Protocols};
 use super::codec::{Inbound, SyncBytes};
 use super::config::NetConfig;
 use super::metrics::SwarmMetrics;
+use super::probe::{ProbeEvent, ProbeResponder, ProbeStats, Probes};
+use crate::core::liveness::{ProbeAck, ProbeRequest};
 
 /// A peer is not re-dialled sooner than this after a dial attempt.
 const REDIAL_BACKOFF: Duration = Duration::from_secs(3);
@@ -78,6 +80,8 @@ pub enum NetEvent {
     },
     /// Our listen addresses changed (e.g. the real port of `tcp/0` became known).
     ListenAddrsChanged,
+    /// A liveness probe from a peer, or the answer (or failure) of ours.
+    Probe(ProbeEvent),
 }
 
 /// Counters of the network, reported by `message_type 9`.
@@ -129,6 +133,8 @@ pub struct Network {
     metrics: Option<SwarmMetrics>,
     /// Anti-entropy bytes on the wire, counted by the codec.
     sync_bytes: Arc<SyncBytes>,
+    /// Our outstanding liveness probes.
+    probes: Probes,
 }
 
 impl Network {
@@ -160,6 +166,7 @@ impl Network {
             stats: NetStats::default(),
             metrics: None,
             sync_bytes,
+            probes: Probes::default(),
         };
         net.dial_bootstrap();
         Ok(net)
@@ -308,6 +315,36 @@ impl Network {
         // Fails only if the peer is gone or timed out; nothing to do then.
         self.stats.sync_responses_sent += 1;
         let _ = self.swarm.behaviour_mut().sync.send_response(responder.0, reply);
+    }
+
+    pub fn probe_stats(&self) -> ProbeStats {
+        self.probes.stats
+    }
+
+    /// Sends a liveness probe, dialling `addrs` if the peer is not connected. A banned peer or a
+    /// stranger is not dialled: the probe fails at once (`false`), as an unreachable one would.
+    pub fn send_probe(
+        &mut self,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        id: u64,
+        request: ProbeRequest<PeerId>,
+    ) -> bool {
+        if peer == self.local_peer_id()
+            || self.is_blocked(&peer)
+            || self.admission.is_stranger(&peer, Instant::now())
+        {
+            return false;
+        }
+        let addrs = if self.swarm.is_connected(&peer) { Vec::new() } else { addrs };
+        let libp2p_id = self.swarm.behaviour_mut().probe.send_request_with_addresses(&peer, request, addrs);
+        self.probes.sent(libp2p_id, id);
+        true
+    }
+
+    pub fn respond_probe(&mut self, responder: ProbeResponder, ack: ProbeAck<PeerId>) {
+        // Fails only if the peer is gone or timed out: its own deadline then decides.
+        let _ = self.swarm.behaviour_mut().probe.send_response(responder.0, ack);
     }
 
     /// Keeps the node connected: re-dials the bootstrap peers when none of them is connected (a
@@ -468,6 +505,9 @@ impl Network {
                 None
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.handle_sync(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Probe(event)) => {
+                self.probes.handle(event).map(NetEvent::Probe)
+            }
             // A peer without ping (`Unsupported`) is not dead; a timeout or a broken stream is.
             SwarmEvent::Behaviour(BehaviourEvent::Ping(libp2p::ping::Event {
                 peer,

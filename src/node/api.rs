@@ -9,6 +9,7 @@ use crate::net::{NetError, NetStats, Network};
 use crate::store::{Store, StoreError, StoreEvent};
 
 use super::feed::{Watch, WatchError};
+use super::liveness::LivenessCounts;
 
 /// Why the node stopped, or a request could not be served.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +47,8 @@ pub struct Status {
     pub clock: ClockReport,
     /// Stored entries dropped at start as damaged (failed signature, or undecodable).
     pub scrubbed_at_start: usize,
+    /// Node records by liveness state, and the probe traffic.
+    pub liveness: LivenessCounts,
 }
 
 /// One request to the node task. Reads never are: they use the view.

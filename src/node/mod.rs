@@ -5,6 +5,7 @@
 
 mod api;
 mod feed;
+mod liveness;
 mod task;
 mod timers;
 mod view;
@@ -17,13 +18,16 @@ use tokio::task::JoinHandle;
 use crate::core::replica::WriteOp;
 use crate::core::{PeerFields, PeerRecord};
 
+pub use crate::core::liveness::State as LivenessState;
 pub use crate::core::replica::SyncStats;
 pub use api::{NodeError, Parts, Status};
 pub use feed::{Change, Watch, WatchError, MAX_WATCHERS, WATCH_QUEUE};
+pub use liveness::{LivenessCounts, Member};
 
 use api::Command;
 #[cfg(feature = "test-util")]
 use api::TestCommand;
+use liveness::MembersView;
 use view::View;
 
 /// Commands waiting for the node task; a full queue makes callers wait rather than grow memory.
@@ -34,6 +38,7 @@ pub const COMMAND_QUEUE: usize = 1024;
 pub struct NodeHandle {
     commands: mpsc::Sender<Command>,
     view: Arc<View>,
+    members: Arc<MembersView>,
 }
 
 impl NodeHandle {
@@ -103,7 +108,12 @@ impl NodeHandle {
     }
 
     pub fn status(&self) -> Status {
-        self.view.status()
+        Status { liveness: self.members.counts(), ..self.view.status() }
+    }
+
+    /// The node records' liveness as this node sees it, sorted by peer id.
+    pub fn members(&self) -> Arc<Vec<Member>> {
+        self.members.members()
     }
 }
 
@@ -142,8 +152,9 @@ pub fn spawn(
     let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
     let view =
         Arc::new(View::new(parts.net.local_peer_id().to_string(), &parts.table, parts.scrubbed_at_start));
-    let handle = NodeHandle { commands, view: view.clone() };
-    let (node, store_events) = task::NodeTask::new(parts, view);
+    let members = Arc::new(MembersView::default());
+    let handle = NodeHandle { commands, view: view.clone(), members: members.clone() };
+    let (node, store_events) = task::NodeTask::new(parts, view, members);
     let task = tokio::spawn(node.run(command_rx, store_events, shutdown));
     (handle, task)
 }

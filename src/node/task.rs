@@ -19,6 +19,7 @@ use crate::store::{Job, Store, StoreError, StoreEvent};
 use super::api::TestCommand;
 use super::api::{Command, NodeError, Parts};
 use super::feed::Feed;
+use super::liveness::{self, Driver, MembersView};
 use super::timers::Timers;
 use super::view::{Summary, View};
 
@@ -50,6 +51,8 @@ pub(super) struct NodeTask {
     network_changed: bool,
     /// Local services watching the table's changes.
     feed: Feed,
+    /// Which node records' nodes are up (SWIM probes), shown to readers apart from the view.
+    liveness: Driver,
     /// Outputs being executed (kept to reuse the allocation).
     outputs: Vec<Output<Live>>,
     /// Why the node must stop: the store's writer is gone. (A failed commit is not fatal: the
@@ -63,7 +66,12 @@ impl NodeTask {
     /// The task, and the channel its store answers on. The replica has started by the time this
     /// returns: the own record is in the view before anyone can ask for it, unless it waits to
     /// compare clocks with a bootstrap peer first (see `ReplicaConfig::clock_wait_ms`).
-    pub fn new(parts: Parts, view: Arc<View>) -> (Self, mpsc::Receiver<StoreEvent>) {
+    pub fn new(
+        parts: Parts,
+        view: Arc<View>,
+        members: Arc<MembersView>,
+    ) -> (Self, mpsc::Receiver<StoreEvent>) {
+        let liveness = Driver::new(parts.net.local_peer_id(), &parts.table, members);
         let mut task = NodeTask {
             replica: Replica::new(parts.replica, parts.table),
             net: parts.net,
@@ -73,6 +81,7 @@ impl NodeTask {
             changed: Vec::new(),
             network_changed: true,
             feed: Feed::default(),
+            liveness,
             outputs: Vec::new(),
             fatal: None,
             #[cfg(feature = "test-util")]
@@ -97,6 +106,8 @@ impl NodeTask {
         });
         let mut maintain = tokio::time::interval(MAINTAIN_INTERVAL);
         maintain.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut liveness_tick = tokio::time::interval(liveness::TICK);
+        liveness_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let result = loop {
             // While the store has `max_in_flight` commits to answer, nothing that may write is
             // taken in: clients wait in the command queue, peers in their TCP windows.
@@ -125,6 +136,9 @@ impl NodeTask {
                 event = self.net.next_event(), if accepting => self.net_event(event),
                 timer = self.timers.next() => self.input(Input::TimerFired(timer)),
                 _ = maintain.tick() => self.net.maintain(),
+                _ = liveness_tick.tick() => {
+                    self.liveness.input(liveness::Input::Tick, &mut self.net, self.replica.table())
+                }
             }
             self.publish_view();
             if let Some(e) = self.fatal.take() {
@@ -199,6 +213,7 @@ impl NodeTask {
                 if record.is_some() {
                     self.waiters.wake(&key);
                 }
+                self.liveness.record_changed(&key, record.as_ref(), &mut self.net, self.replica.table());
                 self.changed.push((key, record));
             }
             Output::Reply { to, result } => {
@@ -250,6 +265,9 @@ impl NodeTask {
     }
 
     fn net_event(&mut self, event: NetEvent) {
+        if let Some(input) = liveness::evidence(&event) {
+            self.liveness.input(input, &mut self.net, self.replica.table());
+        }
         let input = match event {
             NetEvent::PeerConnected(peer) => {
                 tracing::debug!(%peer, "connected");
@@ -277,6 +295,9 @@ impl NodeTask {
                 self.network_changed = true;
                 Input::OwnAddress(self.net.own_address())
             }
+            NetEvent::Probe(event) => {
+                return self.liveness.probe_event(event, &mut self.net, self.replica.table());
+            }
         };
         self.input(input);
     }
@@ -300,6 +321,7 @@ impl NodeTask {
             (listen, peers)
         });
         self.view.publish(&mut self.changed, summary, network);
+        self.liveness.publish(&self.net);
     }
 
     /// After the loop: no new commits; answer those the store still completes, then close it.

@@ -98,6 +98,8 @@ impl View {
             read_only: s.summary.read_only.clone(),
             clock: s.summary.clock,
             scrubbed_at_start: s.scrubbed_at_start,
+            // Filled in by the handle from the liveness view.
+            liveness: Default::default(),
         }
     }
 

@@ -229,6 +229,23 @@ impl NodeProcess {
         self.child.wait().unwrap();
     }
 
+    /// SIGSTOP: the process stays, its sockets stay open, nothing of it runs until [`NodeProcess::resume`].
+    pub fn pause(&mut self) {
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, libc::SIGSTOP) }, 0, "SIGSTOP");
+    }
+
+    /// SIGCONT after [`NodeProcess::pause`].
+    pub fn resume(&mut self) {
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, libc::SIGCONT) }, 0, "SIGCONT");
+    }
+
+    /// The node records' liveness as this node sees them (message_type 10), by peer id.
+    pub async fn members(&self) -> Vec<Value> {
+        let reply = self.request(json!({"message_type": 10})).await;
+        assert_eq!(reply["result"], "completed", "{reply}");
+        reply["data"].as_array().cloned().unwrap_or_default()
+    }
+
     /// SIGTERM, then wait for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };

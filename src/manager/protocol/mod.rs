@@ -44,6 +44,8 @@ pub enum Request {
     Identity,
     /// Type 9: node status.
     Status,
+    /// Type 10: the node records' liveness as this node sees it.
+    Members,
     /// Type 11: turn the connection into a stream of changes, after a snapshot if asked.
     Watch { snapshot: bool },
 }
@@ -87,6 +89,7 @@ pub const ACTION_UPDATE: &str = "peer update";
 pub const ACTION_GET: &str = "peer get";
 pub const ACTION_ID: &str = "peer id";
 pub const ACTION_STATUS: &str = "node status";
+pub const ACTION_MEMBERS: &str = "members";
 /// The action named in replies to requests whose type is unknown or unreadable.
 pub const ACTION_REQUEST: &str = "request";
 /// The action named when a connection is refused.
@@ -141,6 +144,7 @@ fn parse_request(kind: i128, obj: &Map<String, Value>) -> Result<Option<Request>
         7 => Ok(Request::Get { key: data_and_key(obj, ACTION_GET)?.1 }),
         8 => Ok(Request::Identity),
         9 => Ok(Request::Status),
+        10 => Ok(Request::Members),
         11 => watch::parse(obj),
         5 => Err(BadRequest::new(ACTION_REQUEST, "message_type 5 is reserved and not implemented")),
         n => Err(BadRequest::new(ACTION_REQUEST, format!("unknown message_type {n}"))),
@@ -444,6 +448,31 @@ fn record_py(r: &PeerRecord) -> Py<'_> {
     Py::Dict(items)
 }
 
+/// One node record's liveness, as `message_type 10` lists it.
+pub struct MemberRow<'a> {
+    pub peer_id: &'a str,
+    pub name: &'a str,
+    pub state: &'a str,
+    /// Microseconds since the epoch.
+    pub last_seen_us: i64,
+    pub connected: bool,
+}
+
+impl Serialize for MemberRow<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(5))?;
+        m.serialize_entry("peer_id", self.peer_id)?;
+        m.serialize_entry("name", self.name)?;
+        m.serialize_entry("state", self.state)?;
+        let mut buf = [0u8; TIMESTAMP_LEN];
+        let text = std::str::from_utf8(format_micros_into(self.last_seen_us, &mut buf))
+            .expect("digits and punctuation");
+        m.serialize_entry("last_seen", text)?;
+        m.serialize_entry("connected", &self.connected)?;
+        m.end()
+    }
+}
+
 /// The whole table as a map key -> record.
 pub struct TableView<'a>(pub &'a [(Arc<str>, Arc<PeerRecord>)]);
 
@@ -497,6 +526,8 @@ pub enum ClientRequest<'a> {
     Identity,
     /// Type 9: node status.
     Status,
+    /// Type 10: the node records' liveness.
+    Members,
     /// Type 11: turn the connection into a stream of changes, after a snapshot if asked.
     Watch { snapshot: bool },
 }
@@ -531,6 +562,7 @@ impl ClientRequest<'_> {
             }
             ClientRequest::Identity => 8,
             ClientRequest::Status => 9,
+            ClientRequest::Members => 10,
             ClientRequest::Watch { snapshot } => {
                 let mut data = Map::new();
                 data.insert("snapshot".into(), snapshot.into());

@@ -122,6 +122,7 @@ fn typed_requests_are_sent_as_the_hand_built_ones_were() {
     assert_eq!(sent(ClientRequest::Table { json: false }), r#"{"message_type":2}"#);
     assert_eq!(sent(ClientRequest::Identity), r#"{"message_type":8}"#);
     assert_eq!(sent(ClientRequest::Status), r#"{"message_type":9}"#);
+    assert_eq!(sent(ClientRequest::Members), r#"{"message_type":10}"#);
     assert_eq!(sent(ClientRequest::Close), r#"{"message_type":1}"#);
 }
 
@@ -158,6 +159,7 @@ fn typed_requests_parse_back_to_what_they_say() {
     assert_eq!(back(ClientRequest::Table { json: false }), Ok(Request::Table { json: false }));
     assert_eq!(back(ClientRequest::Identity), Ok(Request::Identity));
     assert_eq!(back(ClientRequest::Status), Ok(Request::Status));
+    assert_eq!(back(ClientRequest::Members), Ok(Request::Members));
     assert_eq!(parse(&ClientRequest::Close.encode()), Ok(Frame::Close));
 }
 
@@ -315,4 +317,20 @@ fn records_with_a_peer_id_always_show_ports() {
             assert_eq!(json["ports"], serde_json::json!({}));
         }
     }
+}
+
+#[test]
+fn a_member_row_is_laid_out_like_the_records() {
+    let row = MemberRow {
+        peer_id: "12D3KooWabc",
+        name: "n1",
+        state: "suspect",
+        last_seen_us: 1_700_000_000_123_456,
+        connected: false,
+    };
+    let reply = String::from_utf8(completed(ACTION_MEMBERS, &[row])).unwrap();
+    assert_eq!(
+        reply,
+        "{\"action\": \"members\", \"result\": \"completed\", \"data\": [{\"peer_id\": \"12D3KooWabc\", \"name\": \"n1\", \"state\": \"suspect\", \"last_seen\": \"2023-11-14 22:13:20.123456\", \"connected\": false}]}\n"
+    );
 }

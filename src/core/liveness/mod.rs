@@ -1,0 +1,500 @@
+//! Liveness: which nodes of the table are up, as each node sees it (not stored in the table).
+//! A pure state machine, SWIM with memberlist's dissemination: each period one member is probed
+//! (round robin over a shuffled list); an unanswered probe is retried through `indirect_k` other
+//! members (ping-req); only then is the target suspected. A suspicion not refuted within the
+//! suspicion timeout makes it dead. Claims (suspect, dead, and a node's own refutation with a
+//! higher incarnation) are piggybacked on probes and acks a bounded number of times, and only
+//! when they change. So each node sends about one probe and one ack per period whatever N is.
+//!
+//! Direct evidence beats rumour: an open connection (libp2p pings it and closes it when pings
+//! fail), any message from a node, or its answer to a probe show it alive here, and a node heard
+//! from while we hold a claim against it is told of the claim so that it refutes it everywhere.
+
+mod broadcast;
+mod types;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+use broadcast::Broadcasts;
+pub use types::{
+    Input, LivenessConfig, MemberView, Output, ProbeAck, ProbeRequest, State, Update, MAX_PIGGYBACK,
+};
+
+#[derive(Debug)]
+struct Member {
+    /// The latest claim about it (SWIM's precedence: a higher incarnation wins; at the same
+    /// incarnation dead beats suspect beats alive).
+    state: State,
+    incarnation: u64,
+    suspected_at_ms: u64,
+    last_seen_ms: Option<u64>,
+    connected: bool,
+    /// The state readers were last told of.
+    shown: State,
+}
+
+impl Member {
+    fn new() -> Self {
+        Member {
+            state: State::Alive,
+            incarnation: 0,
+            suspected_at_ms: 0,
+            last_seen_ms: None,
+            connected: false,
+            shown: State::Alive,
+        }
+    }
+
+    /// What readers see: an open connection is direct evidence of life.
+    fn shown_state(&self) -> State {
+        if self.connected {
+            State::Alive
+        } else {
+            self.state
+        }
+    }
+}
+
+/// What one of our outstanding messages was for.
+#[derive(Debug)]
+enum Pending<P, R> {
+    /// Our own probe of `target` (direct, or through a helper).
+    Probe { target: P },
+    /// A probe we run for someone else's ping-req: its answer goes to `reply`.
+    Relay { reply: R, deadline_ms: u64 },
+}
+
+/// A probe round of ours, by target.
+#[derive(Debug)]
+struct Round {
+    indirect: bool,
+    deadline_ms: u64,
+}
+
+pub struct Liveness<P, R> {
+    config: LivenessConfig,
+    me: P,
+    incarnation: u64,
+    members: HashMap<P, Member>,
+    /// Probe order: the members, shuffled each time round.
+    order: Vec<P>,
+    /// Members whose connection just closed: probed before the round robin resumes (a closed
+    /// connection is often the first sign of a failure). Each member at most once.
+    hints: VecDeque<P>,
+    next: usize,
+    next_probe_ms: u64,
+    rounds: HashMap<P, Round>,
+    pending: HashMap<u64, Pending<P, R>>,
+    relays: usize,
+    next_id: u64,
+    broadcasts: Broadcasts<P>,
+    rng: StdRng,
+    /// Whether anything readers see changed since [`Liveness::take_dirty`].
+    dirty: bool,
+    /// Probe messages sent (requests of ours), for the traffic figures.
+    pub sent: u64,
+}
+
+impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
+    pub fn new(me: P, config: LivenessConfig) -> Self {
+        let rng = StdRng::seed_from_u64(config.seed);
+        Liveness {
+            config,
+            me,
+            incarnation: 0,
+            members: HashMap::new(),
+            order: Vec::new(),
+            hints: VecDeque::new(),
+            next: 0,
+            next_probe_ms: 0,
+            rounds: HashMap::new(),
+            pending: HashMap::new(),
+            relays: 0,
+            next_id: 0,
+            broadcasts: Broadcasts::new(),
+            rng,
+            dirty: true,
+            sent: 0,
+        }
+    }
+
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// The members as readers see them, sorted by peer.
+    pub fn view(&self) -> Vec<MemberView<P>> {
+        let mut v: Vec<MemberView<P>> = self
+            .members
+            .iter()
+            .map(|(p, m)| MemberView {
+                peer: p.clone(),
+                state: m.shown_state(),
+                last_seen_ms: m.last_seen_ms,
+                connected: m.connected,
+            })
+            .collect();
+        v.sort_by(|a, b| a.peer.cmp(&b.peer));
+        v
+    }
+
+    pub fn state_of(&self, peer: &P) -> Option<State> {
+        self.members.get(peer).map(Member::shown_state)
+    }
+
+    /// Whether readers' view is out of date; clears the flag.
+    pub fn take_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// Updates waiting to be piggybacked (bounded by the member count).
+    pub fn queued_updates(&self) -> usize {
+        self.broadcasts.len()
+    }
+
+    pub fn handle(&mut self, input: Input<P, R>, now_ms: u64) -> Vec<Output<P, R>> {
+        let mut out = Vec::new();
+        match input {
+            Input::MemberAdded(p) => {
+                if p != self.me && !self.members.contains_key(&p) {
+                    self.members.insert(p.clone(), Member::new());
+                    // Probed in the next pass of the shuffled order.
+                    self.order.push(p);
+                    self.dirty = true;
+                }
+            }
+            Input::MemberRemoved(p) => {
+                if self.members.remove(&p).is_some() {
+                    self.order.retain(|q| q != &p);
+                    self.hints.retain(|q| q != &p);
+                    self.rounds.remove(&p);
+                    self.broadcasts.remove(&p);
+                    self.dirty = true;
+                }
+            }
+            Input::Connected(p) => {
+                if let Some(m) = self.members.get_mut(&p) {
+                    m.connected = true;
+                }
+                self.evidence(&p, None, now_ms, &mut out);
+            }
+            Input::Disconnected(p) => {
+                if let Some(m) = self.members.get_mut(&p) {
+                    m.connected = false;
+                    m.last_seen_ms = Some(now_ms);
+                    if !self.hints.contains(&p) {
+                        self.hints.push_back(p.clone());
+                    }
+                }
+                self.show(&p, &mut out);
+            }
+            Input::Heard(p) => self.evidence(&p, None, now_ms, &mut out),
+            Input::Tick => self.tick(now_ms, &mut out),
+            Input::Request { from, request, reply } => self.request(from, request, reply, now_ms, &mut out),
+            Input::Response { from, id, ack } => self.response(from, id, ack, now_ms, &mut out),
+            Input::Failed { id } => self.failed(id, now_ms, &mut out),
+        }
+        out
+    }
+
+    fn retransmit_limit(&self) -> u32 {
+        let n = (self.members.len() + 2) as f64;
+        self.config.retransmit_mult * (n.log10().ceil() as u32).max(1)
+    }
+
+    fn suspicion_timeout_ms(&self) -> u64 {
+        let n = (self.members.len() + 1) as f64;
+        (self.config.suspicion_timeout_ms as f64 * n.log10().max(1.0)) as u64
+    }
+
+    fn message(&mut self, to: &P, target: Option<P>) -> ProbeRequest<P> {
+        let limit = self.retransmit_limit();
+        ProbeRequest {
+            target,
+            incarnation: self.incarnation,
+            updates: self.broadcasts.take(to, MAX_PIGGYBACK, limit),
+        }
+    }
+
+    fn ack(&mut self, to: &P, acked: bool) -> ProbeAck<P> {
+        let limit = self.retransmit_limit();
+        ProbeAck {
+            acked,
+            incarnation: self.incarnation,
+            updates: self.broadcasts.take(to, MAX_PIGGYBACK, limit),
+        }
+    }
+
+    fn send(&mut self, to: P, target: Option<P>, pending: Pending<P, R>, out: &mut Vec<Output<P, R>>) {
+        self.next_id += 1;
+        let id = self.next_id;
+        let request = self.message(&to, target);
+        self.pending.insert(id, pending);
+        self.sent += 1;
+        out.push(Output::Send { to, id, request });
+    }
+
+    /// Emits a change of what readers see of `p`, if any.
+    fn show(&mut self, p: &P, out: &mut Vec<Output<P, R>>) {
+        if let Some(m) = self.members.get_mut(p) {
+            let now = m.shown_state();
+            if now != m.shown {
+                m.shown = now;
+                out.push(Output::Changed { peer: p.clone(), state: now });
+            }
+            self.dirty = true;
+        }
+    }
+
+    /// Direct evidence that `p` is up, at its own incarnation when the message carried one.
+    fn evidence(&mut self, p: &P, incarnation: Option<u64>, now_ms: u64, out: &mut Vec<Output<P, R>>) {
+        if let Some(inc) = incarnation {
+            self.apply(Update { peer: p.clone(), state: State::Alive, incarnation: inc }, now_ms, out);
+        }
+        let Some(m) = self.members.get_mut(p) else { return };
+        m.last_seen_ms = Some(now_ms);
+        if m.state != State::Alive {
+            // It is up but has not refuted the claim yet: show it alive here, and make sure the
+            // claim reaches it (piggybacked first on our next message to it) so that it does.
+            let claim = Update { peer: p.clone(), state: m.state, incarnation: m.incarnation };
+            m.state = State::Alive;
+            self.broadcasts.push(claim);
+        }
+        self.show(p, out);
+    }
+
+    /// Applies a claim with SWIM's precedence; a claim that changes something is passed on.
+    fn apply(&mut self, u: Update<P>, now_ms: u64, out: &mut Vec<Output<P, R>>) {
+        if u.peer == self.me {
+            if u.state != State::Alive && u.incarnation >= self.incarnation {
+                // Refute: only we raise our incarnation, so this claim beats every older one.
+                // Saturating: a peer's absurd claim must not overflow (nor crash) us.
+                self.incarnation = u.incarnation.saturating_add(1);
+                let me = self.me.clone();
+                self.broadcasts.push(Update { peer: me, state: State::Alive, incarnation: self.incarnation });
+            }
+            return;
+        }
+        let Some(m) = self.members.get_mut(&u.peer) else { return };
+        let newer = u.incarnation > m.incarnation;
+        let same = u.incarnation == m.incarnation;
+        let wins = match u.state {
+            State::Alive => newer,
+            // A suspicion at the same incarnation does not revive the dead.
+            State::Suspect => newer || (same && m.state == State::Alive),
+            State::Dead => newer || (same && m.state != State::Dead),
+        };
+        if !wins {
+            return;
+        }
+        if u.state == State::Suspect && (m.state != State::Suspect || newer) {
+            m.suspected_at_ms = now_ms;
+        }
+        m.state = u.state;
+        m.incarnation = u.incarnation;
+        let peer = u.peer.clone();
+        self.broadcasts.push(u);
+        self.show(&peer, out);
+    }
+
+    fn request(
+        &mut self,
+        from: P,
+        request: ProbeRequest<P>,
+        reply: R,
+        now_ms: u64,
+        out: &mut Vec<Output<P, R>>,
+    ) {
+        self.evidence(&from, Some(request.incarnation), now_ms, out);
+        for u in request.updates {
+            self.apply(u, now_ms, out);
+        }
+        match request.target {
+            Some(target) if target != self.me => {
+                if self.relays >= self.config.max_relays {
+                    let ack = self.ack(&from, false);
+                    out.push(Output::Reply { to: reply, ack });
+                    return;
+                }
+                self.relays += 1;
+                let deadline_ms = now_ms + self.config.probe_timeout_ms;
+                self.send(target, None, Pending::Relay { reply, deadline_ms }, out);
+            }
+            _ => {
+                let ack = self.ack(&from, true);
+                out.push(Output::Reply { to: reply, ack });
+            }
+        }
+    }
+
+    fn response(&mut self, from: P, id: u64, ack: ProbeAck<P>, now_ms: u64, out: &mut Vec<Output<P, R>>) {
+        self.evidence(&from, Some(ack.incarnation), now_ms, out);
+        for u in ack.updates {
+            self.apply(u, now_ms, out);
+        }
+        match self.pending.remove(&id) {
+            // A helper's "not reached" is no answer; the round's deadline decides.
+            Some(Pending::Probe { target }) if ack.acked => {
+                if target != from {
+                    self.evidence(&target, None, now_ms, out);
+                }
+                self.rounds.remove(&target);
+            }
+            Some(Pending::Relay { reply, .. }) => {
+                self.relays -= 1;
+                let ack = self.ack(&from, ack.acked);
+                out.push(Output::Reply { to: reply, ack });
+            }
+            Some(Pending::Probe { .. }) | None => {}
+        }
+    }
+
+    fn failed(&mut self, id: u64, _now_ms: u64, out: &mut Vec<Output<P, R>>) {
+        // A failed probe of ours waits for its round's deadline (another path may still answer).
+        if let Some(Pending::Relay { reply, .. }) = self.pending.remove(&id) {
+            self.relays -= 1;
+            out.push(Output::Reply {
+                to: reply,
+                ack: ProbeAck { acked: false, incarnation: self.incarnation, updates: Vec::new() },
+            });
+        }
+    }
+
+    fn tick(&mut self, now_ms: u64, out: &mut Vec<Output<P, R>>) {
+        // Connections are continuous evidence (pinged every few seconds by libp2p).
+        for m in self.members.values_mut().filter(|m| m.connected) {
+            m.last_seen_ms = Some(now_ms);
+        }
+        self.expire_relays(now_ms, out);
+        self.advance_rounds(now_ms, out);
+        self.expire_suspicions(now_ms, out);
+        if now_ms >= self.next_probe_ms {
+            // On schedule (a late tick does not stretch the period), but never a burst after a stall.
+            let interval = self.config.probe_interval_ms;
+            self.next_probe_ms = (self.next_probe_ms + interval).max(now_ms + interval / 2);
+            // Readers' `last_seen` of connected members moves on once a period.
+            self.dirty = true;
+            self.probe_next(now_ms, out);
+        }
+    }
+
+    fn expire_relays(&mut self, now_ms: u64, out: &mut Vec<Output<P, R>>) {
+        let expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| matches!(p, Pending::Relay { deadline_ms, .. } if *deadline_ms <= now_ms))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.failed(id, now_ms, out);
+        }
+    }
+
+    /// Direct probes past their deadline turn indirect; indirect ones past theirs suspect.
+    fn advance_rounds(&mut self, now_ms: u64, out: &mut Vec<Output<P, R>>) {
+        let due: Vec<(P, bool)> = self
+            .rounds
+            .iter()
+            .filter(|(_, r)| r.deadline_ms <= now_ms)
+            .map(|(p, r)| (p.clone(), r.indirect))
+            .collect();
+        for (target, indirect) in due {
+            let helpers = if indirect { Vec::new() } else { self.helpers(&target) };
+            if helpers.is_empty() {
+                self.rounds.remove(&target);
+                self.probe_failed(&target, now_ms, out);
+                continue;
+            }
+            let deadline_ms = now_ms + self.config.indirect_timeout_ms;
+            self.rounds.insert(target.clone(), Round { indirect: true, deadline_ms });
+            for helper in helpers {
+                self.send(helper, Some(target.clone()), Pending::Probe { target: target.clone() }, out);
+            }
+        }
+        // Our own probes' ids outlive their rounds only until the round is decided.
+        let rounds = &self.rounds;
+        self.pending.retain(|_, p| match p {
+            Pending::Probe { target } => rounds.contains_key(target),
+            Pending::Relay { .. } => true,
+        });
+    }
+
+    /// Up to `indirect_k` random members shown alive, other than `target`.
+    fn helpers(&mut self, target: &P) -> Vec<P> {
+        let mut candidates: Vec<&P> = self
+            .members
+            .iter()
+            .filter(|(p, m)| *p != target && m.shown_state() == State::Alive)
+            .map(|(p, _)| p)
+            .collect();
+        candidates.sort();
+        candidates.shuffle(&mut self.rng);
+        candidates.into_iter().take(self.config.indirect_k).cloned().collect()
+    }
+
+    fn probe_failed(&mut self, target: &P, now_ms: u64, out: &mut Vec<Output<P, R>>) {
+        let Some(m) = self.members.get(target) else { return };
+        if m.state != State::Alive {
+            return;
+        }
+        // Suspected even over an open connection: a paused process keeps its sockets until the
+        // connection's pings time out. Readers still see it alive while connected; once the
+        // connection closes, the suspicion shows at once (and it refutes it if it is up).
+        let u = Update { peer: target.clone(), state: State::Suspect, incarnation: m.incarnation };
+        self.apply(u, now_ms, out);
+    }
+
+    fn expire_suspicions(&mut self, now_ms: u64, out: &mut Vec<Output<P, R>>) {
+        let timeout = self.suspicion_timeout_ms();
+        let expired: Vec<Update<P>> = self
+            .members
+            .iter()
+            .filter(|(_, m)| {
+                m.state == State::Suspect && !m.connected && m.suspected_at_ms + timeout <= now_ms
+            })
+            .map(|(p, m)| Update { peer: p.clone(), state: State::Dead, incarnation: m.incarnation })
+            .collect();
+        for u in expired {
+            self.apply(u, now_ms, out);
+        }
+    }
+
+    /// Starts a round on the next member in the shuffled order (skipping ones in a round).
+    /// One probe per period whatever N is: a hinted member first, else the round robin's next.
+    fn probe_next(&mut self, now_ms: u64, out: &mut Vec<Output<P, R>>) {
+        while let Some(target) = self.hints.pop_front() {
+            if self.members.contains_key(&target) && !self.rounds.contains_key(&target) {
+                return self.start_round(target, now_ms, out);
+            }
+        }
+        for _ in 0..self.order.len() {
+            if self.next >= self.order.len() {
+                self.next = 0;
+                self.order.sort();
+                self.order.shuffle(&mut self.rng);
+            }
+            let target = self.order[self.next].clone();
+            self.next += 1;
+            if self.rounds.contains_key(&target) {
+                continue;
+            }
+            return self.start_round(target, now_ms, out);
+        }
+    }
+
+    fn start_round(&mut self, target: P, now_ms: u64, out: &mut Vec<Output<P, R>>) {
+        let deadline_ms = now_ms + self.config.probe_timeout_ms;
+        // The dead are probed too (so a node that comes back is seen), but never indirectly.
+        let indirect = self.members.get(&target).is_some_and(|m| m.state == State::Dead);
+        self.rounds.insert(target.clone(), Round { indirect, deadline_ms });
+        self.send(target.clone(), None, Pending::Probe { target }, out);
+    }
+}

@@ -1,0 +1,345 @@
+//! The liveness state machine in a deterministic simulated network: nodes are numbers, messages
+//! take one step, a down node answers nothing (its messages fail as a refused dial would).
+
+use std::collections::{HashSet, VecDeque};
+
+use super::*;
+
+/// A reply handle: the requester and its message id.
+type Reply = (u32, u64);
+
+const STEP_MS: u64 = 100;
+
+enum Msg {
+    Request { to: u32, from: u32, id: u64, request: ProbeRequest<u32> },
+    Response { to: u32, from: u32, id: u64, ack: ProbeAck<u32> },
+    Failed { to: u32, id: u64 },
+}
+
+struct Sim {
+    nodes: Vec<Liveness<u32, Reply>>,
+    down: HashSet<u32>,
+    /// Links that drop everything (from, to), both ways when cut with `cut`.
+    cut: HashSet<(u32, u32)>,
+    queue: VecDeque<Msg>,
+    now: u64,
+    /// Every `Changed` seen, by observer: (time, observer, peer, state).
+    changes: Vec<(u64, u32, u32, State)>,
+    /// Indirect probe requests sent: (time, sender, target).
+    ping_reqs: Vec<(u64, u32, u32)>,
+    /// Most updates seen on one message.
+    max_piggyback: usize,
+    messages: u64,
+}
+
+impl Sim {
+    fn new(n: u32, config: LivenessConfig) -> Sim {
+        let mut nodes = Vec::new();
+        for i in 0..n {
+            let mut node = Liveness::new(i, LivenessConfig { seed: u64::from(i), ..config.clone() });
+            for j in 0..n {
+                node.handle(Input::MemberAdded(j), 0);
+            }
+            nodes.push(node);
+        }
+        Sim {
+            nodes,
+            down: HashSet::new(),
+            cut: HashSet::new(),
+            queue: VecDeque::new(),
+            now: 0,
+            changes: Vec::new(),
+            ping_reqs: Vec::new(),
+            max_piggyback: 0,
+            messages: 0,
+        }
+    }
+
+    fn input(&mut self, node: u32, input: Input<u32, Reply>) {
+        if self.down.contains(&node) {
+            return;
+        }
+        let outputs = self.nodes[node as usize].handle(input, self.now);
+        for o in outputs {
+            match o {
+                Output::Send { to, id, request } => {
+                    self.messages += 1;
+                    self.max_piggyback = self.max_piggyback.max(request.updates.len());
+                    if let Some(t) = &request.target {
+                        self.ping_reqs.push((self.now, node, *t));
+                    }
+                    if self.down.contains(&to) || self.cut.contains(&(node, to)) {
+                        self.queue.push_back(Msg::Failed { to: node, id });
+                    } else {
+                        self.queue.push_back(Msg::Request { to, from: node, id, request });
+                    }
+                }
+                Output::Reply { to: (requester, id), ack } => {
+                    self.messages += 1;
+                    self.max_piggyback = self.max_piggyback.max(ack.updates.len());
+                    self.queue.push_back(Msg::Response { to: requester, from: node, id, ack });
+                }
+                Output::Changed { peer, state } => self.changes.push((self.now, node, peer, state)),
+            }
+        }
+    }
+
+    /// One step: deliver what was sent in the previous step, then tick every node.
+    fn step(&mut self) {
+        self.now += STEP_MS;
+        let batch: Vec<Msg> = self.queue.drain(..).collect();
+        for m in batch {
+            match m {
+                Msg::Request { to, from, id, request } => {
+                    self.input(to, Input::Request { from, request, reply: (from, id) })
+                }
+                Msg::Response { to, from, id, ack } => self.input(to, Input::Response { from, id, ack }),
+                Msg::Failed { to, id } => self.input(to, Input::Failed { id }),
+            }
+        }
+        for i in 0..self.nodes.len() as u32 {
+            self.input(i, Input::Tick);
+        }
+    }
+
+    fn run_ms(&mut self, ms: u64) {
+        for _ in 0..ms / STEP_MS {
+            self.step();
+        }
+    }
+
+    /// Steps until every up node but `except` shows `peer` in `state`; the time taken.
+    fn until_all(&mut self, peer: u32, state: State, limit_ms: u64) -> Option<u64> {
+        let start = self.now;
+        while self.now - start <= limit_ms {
+            let all = (0..self.nodes.len() as u32)
+                .filter(|i| *i != peer && !self.down.contains(i))
+                .all(|i| self.nodes[i as usize].state_of(&peer) == Some(state));
+            if all {
+                return Some(self.now - start);
+            }
+            self.step();
+        }
+        None
+    }
+
+    fn first_change(&self, observer: u32, peer: u32, state: State) -> Option<u64> {
+        self.changes.iter().find(|c| c.1 == observer && c.2 == peer && c.3 == state).map(|c| c.0)
+    }
+}
+
+#[test]
+fn a_healthy_cluster_stays_alive() {
+    let mut sim = Sim::new(8, LivenessConfig::default());
+    sim.run_ms(60_000);
+    for node in &sim.nodes {
+        assert!(node.view().iter().all(|m| m.state == State::Alive && m.last_seen_ms.is_some()));
+    }
+    assert!(sim.changes.iter().all(|c| c.3 == State::Alive), "no false suspicion");
+}
+
+#[test]
+fn suspect_only_after_direct_and_indirect_probes_fail() {
+    let config = LivenessConfig::default();
+    let mut sim = Sim::new(8, config.clone());
+    sim.run_ms(3_000);
+    sim.down.insert(7);
+    let killed_at = sim.now;
+    let t = sim.until_all(7, State::Suspect, 20_000);
+    assert!(t.is_some(), "every node suspects the dead one");
+    for observer in 0..7 {
+        let suspected = sim.first_change(observer, 7, State::Suspect).expect("suspected");
+        assert!(suspected >= killed_at + config.probe_timeout_ms, "not before a probe timed out");
+    }
+    // Whoever suspected first did so after asking others to probe, and after their time ran out.
+    let first = sim.changes.iter().find(|c| c.2 == 7 && c.3 == State::Suspect).expect("a suspicion");
+    let asked = sim.ping_reqs.iter().find(|r| r.1 == first.1 && r.2 == 7).expect("indirect probes sent");
+    assert!(
+        asked.0 <= first.0 - config.indirect_timeout_ms,
+        "suspected only after the indirect probes' time"
+    );
+}
+
+#[test]
+fn dead_after_the_suspicion_timeout() {
+    let config = LivenessConfig::default();
+    let mut sim = Sim::new(8, config.clone());
+    sim.run_ms(3_000);
+    sim.down.insert(3);
+    let killed_at = sim.now;
+    let t = sim.until_all(3, State::Dead, 30_000).expect("dead everywhere");
+    assert!(t <= 20_000, "dead everywhere within 20 s of simulated time, took {t} ms");
+    let first_suspect = sim.changes.iter().find(|c| c.2 == 3 && c.3 == State::Suspect).expect("suspected").0;
+    let first_dead = sim.changes.iter().find(|c| c.2 == 3 && c.3 == State::Dead).expect("dead").0;
+    assert!(
+        first_dead >= first_suspect + config.suspicion_timeout_ms,
+        "dead only after the suspicion timeout"
+    );
+    assert!(first_suspect > killed_at);
+}
+
+#[test]
+fn a_paused_node_refutes_with_a_higher_incarnation() {
+    let mut sim = Sim::new(8, LivenessConfig::default());
+    sim.run_ms(3_000);
+    sim.down.insert(5);
+    sim.until_all(5, State::Dead, 30_000).expect("dead while paused");
+    sim.down.remove(&5);
+    let t = sim.until_all(5, State::Alive, 10_000).expect("alive again everywhere");
+    assert!(t <= 10_000);
+    assert!(sim.nodes[5].incarnation() > 0, "it refuted the claim against it");
+    // And it stays alive: the refutation beat the old claims everywhere.
+    sim.run_ms(20_000);
+    for i in 0..8u32 {
+        if i != 5 {
+            assert_eq!(sim.nodes[i as usize].state_of(&5), Some(State::Alive), "node {i}");
+        }
+    }
+}
+
+#[test]
+fn a_lost_direct_probe_is_saved_by_the_indirect_ones() {
+    let mut sim = Sim::new(6, LivenessConfig::default());
+    // 0 cannot reach 4 directly, but everyone else can.
+    sim.cut.insert((0, 4));
+    sim.cut.insert((4, 0));
+    sim.run_ms(60_000);
+    assert!(sim.ping_reqs.iter().any(|r| r.1 == 0 && r.2 == 4), "0 asked others to probe 4");
+    assert!(sim.first_change(0, 4, State::Suspect).is_none(), "an indirect answer keeps 4 alive in 0's view");
+}
+
+#[test]
+fn a_connected_member_is_alive_whatever_the_rumours() {
+    let mut node: Liveness<u32, Reply> = Liveness::new(0, LivenessConfig::default());
+    node.handle(Input::MemberAdded(1), 0);
+    node.handle(Input::Connected(1), 0);
+    let rumour = ProbeRequest {
+        target: None,
+        incarnation: 0,
+        updates: vec![Update { peer: 1, state: State::Dead, incarnation: 0 }],
+    };
+    node.handle(Input::Request { from: 2, request: rumour, reply: (2, 1) }, 10);
+    assert_eq!(node.state_of(&1), Some(State::Alive));
+    // Once the connection is gone, the rumour shows.
+    node.handle(Input::Disconnected(1), 20);
+    assert_eq!(node.state_of(&1), Some(State::Dead));
+}
+
+#[test]
+fn a_claim_about_oneself_is_refuted() {
+    let mut node: Liveness<u32, Reply> = Liveness::new(0, LivenessConfig::default());
+    node.handle(Input::MemberAdded(1), 0);
+    let claim = ProbeRequest {
+        target: None,
+        incarnation: 0,
+        updates: vec![Update { peer: 0, state: State::Suspect, incarnation: 3 }],
+    };
+    let out = node.handle(Input::Request { from: 1, request: claim, reply: (1, 1) }, 10);
+    assert_eq!(node.incarnation(), 4);
+    let Some(Output::Reply { ack, .. }) = out.into_iter().find(|o| matches!(o, Output::Reply { .. })) else {
+        panic!("the probe is answered");
+    };
+    assert!(ack.acked);
+    assert!(ack.updates.contains(&Update { peer: 0, state: State::Alive, incarnation: 4 }));
+    // An old alive claim does not undo a newer suspicion; a newer alive one does.
+    node.handle(Input::MemberAdded(2), 0);
+    let apply = |node: &mut Liveness<u32, Reply>, state, incarnation| {
+        let request = ProbeRequest {
+            target: None,
+            incarnation: 0,
+            updates: vec![Update { peer: 2, state, incarnation }],
+        };
+        node.handle(Input::Request { from: 1, request, reply: (1, 2) }, 20);
+    };
+    apply(&mut node, State::Suspect, 2);
+    apply(&mut node, State::Alive, 2);
+    assert_eq!(node.state_of(&2), Some(State::Suspect));
+    apply(&mut node, State::Alive, 3);
+    assert_eq!(node.state_of(&2), Some(State::Alive));
+}
+
+/// Messages per node per second, with one node dead (so suspicions and indirect probes run).
+fn load(n: u32) -> (f64, usize) {
+    let mut sim = Sim::new(n, LivenessConfig::default());
+    sim.run_ms(2_000);
+    sim.down.insert(n - 1);
+    sim.messages = 0;
+    sim.run_ms(60_000);
+    let per_node = sim.messages as f64 / f64::from(n - 1) / 60.0;
+    (per_node, sim.max_piggyback)
+}
+
+#[test]
+fn dissemination_is_bounded_and_load_does_not_grow_with_n() {
+    let (small, _) = load(10);
+    let (large, piggyback) = load(80);
+    assert!(piggyback <= MAX_PIGGYBACK, "at most {MAX_PIGGYBACK} updates on a message, saw {piggyback}");
+    assert!(small < 3.0 && large < 3.0, "about one probe and one ack per second: {small} and {large}");
+    assert!(large < small * 1.3, "no growth with N: {small} at 10 nodes, {large} at 80");
+    // Updates stop being sent once they have been sent a bounded number of times.
+    let mut sim = Sim::new(20, LivenessConfig::default());
+    sim.run_ms(2_000);
+    sim.down.insert(19);
+    sim.until_all(19, State::Dead, 30_000).expect("dead everywhere");
+    sim.run_ms(30_000);
+    assert!(sim.max_piggyback <= MAX_PIGGYBACK);
+    for node in &sim.nodes[..19] {
+        assert_eq!(node.queued_updates(), 0, "nothing is retransmitted forever");
+    }
+}
+
+#[test]
+fn hostile_claims_neither_crash_nor_outweigh_direct_evidence() {
+    let mut node: Liveness<u32, Reply> = Liveness::new(0, LivenessConfig::default());
+    node.handle(Input::MemberAdded(1), 0);
+    node.handle(Input::MemberAdded(2), 0);
+    let updates = vec![
+        Update { peer: 0, state: State::Dead, incarnation: u64::MAX },
+        Update { peer: 1, state: State::Dead, incarnation: u64::MAX },
+        Update { peer: 99, state: State::Suspect, incarnation: 5 },
+    ];
+    let request = ProbeRequest { target: Some(77), incarnation: u64::MAX, updates };
+    node.handle(Input::Request { from: 2, request, reply: (2, 1) }, 10);
+    assert_eq!(node.incarnation(), u64::MAX, "saturated, no overflow");
+    assert_eq!(node.state_of(&99), None, "claims about non-members are ignored");
+    assert_eq!(node.state_of(&1), Some(State::Dead));
+    // 1 answers us directly: alive here whatever was claimed.
+    let ack = ProbeAck { acked: true, incarnation: 0, updates: Vec::new() };
+    node.handle(Input::Response { from: 1, id: 12345, ack }, 20);
+    assert_eq!(node.state_of(&1), Some(State::Alive));
+}
+
+#[test]
+fn a_closed_connection_is_probed_first() {
+    let mut node: Liveness<u32, Reply> = Liveness::new(0, LivenessConfig::default());
+    for p in 1..50 {
+        node.handle(Input::MemberAdded(p), 0);
+    }
+    node.handle(Input::Connected(37), 0);
+    node.handle(Input::Tick, 0);
+    node.handle(Input::Disconnected(37), 500);
+    let out = node.handle(Input::Tick, 1000);
+    let probed: Vec<u32> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send { to, request, .. } if request.target.is_none() => Some(*to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(probed, vec![37], "one probe this period, of the member that just disconnected");
+}
+
+#[test]
+fn a_connected_member_that_stops_answering_shows_suspect_once_disconnected() {
+    let mut node: Liveness<u32, Reply> = Liveness::new(0, LivenessConfig::default());
+    node.handle(Input::MemberAdded(1), 0);
+    node.handle(Input::MemberAdded(2), 0);
+    node.handle(Input::Connected(1), 0);
+    // Nobody answers anything (1 is paused; 2 cannot reach it either).
+    for t in (0..20_000).step_by(100) {
+        node.handle(Input::Tick, t);
+        assert_eq!(node.state_of(&1), Some(State::Alive), "connected: alive at {t} ms");
+    }
+    node.handle(Input::Disconnected(1), 20_000);
+    assert_ne!(node.state_of(&1), Some(State::Alive), "the failed probes show once the connection is gone");
+}

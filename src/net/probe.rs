@@ -1,0 +1,141 @@
+//! The liveness probe protocol: a small request-response exchange (probe or ping-req, answered
+//! by an ack) carrying the liveness state machine's messages (see `core::liveness`), CBOR of
+//! bounded size. A malformed message fails its stream; nothing of it reaches the node.
+
+use std::collections::HashMap;
+use std::io;
+
+use futures::prelude::*;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::{PeerId, StreamProtocol};
+
+use crate::core::liveness::{ProbeAck, ProbeRequest, MAX_PIGGYBACK};
+
+/// Probes are small (a few piggybacked updates of ~50 bytes): anything bigger is not ours.
+pub const MAX_PROBE_MESSAGE_BYTES: u64 = 1024 + 128 * MAX_PIGGYBACK as u64;
+
+pub type ProbeBehaviour = request_response::Behaviour<ProbeCodec>;
+
+/// Where a probe's answer goes.
+#[derive(Debug)]
+pub struct ProbeResponder(pub(super) ResponseChannel<ProbeAck<PeerId>>);
+
+#[derive(Debug, Clone, Default)]
+pub struct ProbeCodec;
+
+async fn read_bounded<T: AsyncRead + Unpin + Send, M: serde::de::DeserializeOwned>(
+    io: &mut T,
+) -> io::Result<M> {
+    let mut buf = Vec::new();
+    io.take(MAX_PROBE_MESSAGE_BYTES + 1).read_to_end(&mut buf).await?;
+    if buf.len() as u64 > MAX_PROBE_MESSAGE_BYTES {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "probe message too large"));
+    }
+    cbor4ii::serde::from_slice(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+}
+
+async fn write<T: AsyncWrite + Unpin + Send, M: serde::Serialize>(io: &mut T, m: &M) -> io::Result<()> {
+    let bytes = cbor4ii::serde::to_vec(Vec::new(), m).map_err(io::Error::other)?;
+    // The request-response handler closes the stream after this.
+    io.write_all(&bytes).await
+}
+
+impl request_response::Codec for ProbeCodec {
+    type Protocol = StreamProtocol;
+    type Request = ProbeRequest<PeerId>;
+    type Response = ProbeAck<PeerId>;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Self::Request> {
+        read_bounded(io).await
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Self::Response> {
+        read_bounded(io).await
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Self::Request,
+    ) -> io::Result<()> {
+        write(io, &req).await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        resp: Self::Response,
+    ) -> io::Result<()> {
+        write(io, &resp).await
+    }
+}
+
+/// Probe messages on the wire, reported by `message_type 9`.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct ProbeStats {
+    pub probes_sent: u64,
+    pub probes_received: u64,
+    pub probe_failures: u64,
+}
+
+/// What a probe event means to the node task.
+#[derive(Debug)]
+pub enum ProbeEvent {
+    Request { peer: PeerId, request: ProbeRequest<PeerId>, responder: ProbeResponder },
+    Response { peer: PeerId, id: u64, ack: ProbeAck<PeerId> },
+    Failed { id: u64 },
+}
+
+/// Our outstanding probes: libp2p's id to the state machine's. An entry leaves with the answer
+/// or the failure, one of which libp2p always reports.
+#[derive(Debug, Default)]
+pub struct Probes {
+    outbound: HashMap<OutboundRequestId, u64>,
+    pub stats: ProbeStats,
+}
+
+impl Probes {
+    pub fn sent(&mut self, libp2p_id: OutboundRequestId, id: u64) {
+        self.stats.probes_sent += 1;
+        self.outbound.insert(libp2p_id, id);
+    }
+
+    pub fn handle(
+        &mut self,
+        event: request_response::Event<ProbeRequest<PeerId>, ProbeAck<PeerId>>,
+    ) -> Option<ProbeEvent> {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    self.stats.probes_received += 1;
+                    Some(ProbeEvent::Request { peer, request, responder: ProbeResponder(channel) })
+                }
+                request_response::Message::Response { request_id, response } => {
+                    let id = self.outbound.remove(&request_id)?;
+                    Some(ProbeEvent::Response { peer, id, ack: response })
+                }
+            },
+            request_response::Event::OutboundFailure { request_id, error, peer, .. } => {
+                self.stats.probe_failures += 1;
+                tracing::debug!(%peer, %error, "probe failed");
+                let id = self.outbound.remove(&request_id)?;
+                Some(ProbeEvent::Failed { id })
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound probe failed");
+                None
+            }
+            request_response::Event::ResponseSent { .. } => None,
+        }
+    }
+}
