@@ -94,6 +94,12 @@ async fn libp2p_metrics_come_with_the_nodes_own() {
     })
     .await;
     assert_eq!(m.get("udht_connected_peers{}"), Some(&1.0), "{m:?}");
+    let alive = eventually("the peer alive in the liveness view", WAIT, async || {
+        let m = scrape(addr).await;
+        m.get("udht_members{state=alive}").copied().filter(|n| *n >= 1.0)
+    })
+    .await;
+    assert!(alive >= 1.0);
     b.shutdown().await.unwrap();
     a.shutdown().await.unwrap();
 }

@@ -39,6 +39,17 @@ impl Out<'_> {
         metric.encode(self.enc.encode_descriptor(&name, help, None, metric.metric_type())?)
     }
 
+    /// A gauge family with one label.
+    fn gauges(&mut self, name: &str, help: &str, label: &str, values: &[(&str, i64)]) -> fmt::Result {
+        let name = format!("udht_{name}");
+        let mut family = self.enc.encode_descriptor(&name, help, None, MetricType::Gauge)?;
+        for (value_label, value) in values {
+            let labels = [(label, *value_label)];
+            ConstGauge::new(*value).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+
     fn counter(&mut self, name: &str, help: &str, value: u64) -> fmt::Result {
         self.counters(name, help, "", &[("", value)])
     }
@@ -163,6 +174,23 @@ impl Collector for NodeCollector {
                 ("accepted", m.accepted),
                 ("refused_busy", m.refused_busy),
                 ("refused_not_loopback", m.refused_not_loopback),
+            ],
+        )?;
+        let l = &s.liveness;
+        out.gauges(
+            "members",
+            "Node records by liveness state, as this node sees them.",
+            "state",
+            &[("alive", l.alive as i64), ("suspect", l.suspect as i64), ("dead", l.dead as i64)],
+        )?;
+        out.counters(
+            "liveness_probes",
+            "Liveness probes, by event.",
+            "event",
+            &[
+                ("sent", l.probes.probes_sent),
+                ("received", l.probes.probes_received),
+                ("failed", l.probes.probe_failures),
             ],
         )?;
         out.gauge("watchers", "Manager connections watching the change feed.", m.watchers as i64)?;
