@@ -50,6 +50,8 @@ pub enum WebError {
 pub struct WebState {
     node: NodeHandle,
     registry: Registry,
+    /// Connections closed at once because `MAX_CONNECTIONS` were open (on `/metrics`).
+    refused: prometheus_client::metrics::counter::Counter,
 }
 
 impl WebState {
@@ -57,7 +59,13 @@ impl WebState {
     /// store's histograms); the node's own figures are added here, read at each scrape.
     pub fn new(node: NodeHandle, manager: Arc<ManagerStats>, mut registry: Registry) -> Self {
         registry.register_collector(Box::new(NodeCollector::new(node.clone(), manager)));
-        WebState { node, registry }
+        let refused = prometheus_client::metrics::counter::Counter::default();
+        registry.register(
+            "udht_http_connections_refused",
+            "HTTP connections closed at once because the most allowed were open.",
+            refused.clone(),
+        );
+        WebState { node, registry, refused }
     }
 }
 
@@ -86,6 +94,7 @@ pub async fn serve(listener: TcpListener, state: Arc<WebState>, mut shutdown: wa
         };
         // Over the bound the connection is closed at once: a scraper retries at its next interval.
         let Ok(slot) = slots.clone().try_acquire_owned() else {
+            state.refused.inc();
             tracing::debug!("too many metrics connections; closing one");
             continue;
         };
