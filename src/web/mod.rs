@@ -102,7 +102,7 @@ pub async fn serve(listener: TcpListener, state: Arc<WebState>, mut shutdown: wa
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&state, req)) }
+                async move { Ok::<_, Infallible>(route(state, req).await) }
             });
             let served = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -117,16 +117,21 @@ pub async fn serve(listener: TcpListener, state: Arc<WebState>, mut shutdown: wa
     }
 }
 
-fn route(state: &WebState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(state: Arc<WebState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here\n");
     }
     match req.uri().path() {
-        "/metrics" => metrics(state),
+        "/metrics" => metrics(&state),
         "/" | "/index.html" => respond(StatusCode::OK, "text/html; charset=utf-8", PAGE.as_bytes().to_vec()),
         "/api/status" => json(api::status(&state.node)),
         "/api/table" => match api::TableQuery::parse(req.uri().query().unwrap_or("")) {
-            Ok(query) => json(api::table(&state.node, &query)),
+            // Filtering and sorting a large table takes a while: off the threads that serve the
+            // node's clients.
+            Ok(query) => match tokio::task::spawn_blocking(move || api::table(&state.node, &query)).await {
+                Ok(page) => json(page),
+                Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "reading the table failed\n"),
+            },
             Err(e) => text(StatusCode::BAD_REQUEST, &format!("{e}\n")),
         },
         _ => text(StatusCode::NOT_FOUND, "not found; try /, /metrics, /api/status or /api/table\n"),
