@@ -7,18 +7,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::eventually;
-use common::process::{run_to_exit, NodeProcess};
-use serde_json::{json, Value};
+use common::process::{digests, run_to_exit, NodeProcess};
+use serde_json::json;
 
 const CONVERGE: Duration = Duration::from_secs(30);
-
-async fn digests(nodes: &[&NodeProcess]) -> Vec<Value> {
-    let mut out = Vec::new();
-    for n in nodes {
-        out.push(n.status().await["digest"].clone());
-    }
-    out
-}
 
 /// Until every node's digest is the same and each holds `records` live records.
 async fn wait_converged(nodes: &[&NodeProcess], records: u64) {

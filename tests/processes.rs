@@ -6,18 +6,10 @@ mod common;
 use std::time::Duration;
 
 use common::eventually;
-use common::process::NodeProcess;
+use common::process::{digests, NodeProcess};
 use serde_json::{json, Value};
 
 const CONVERGE: Duration = Duration::from_secs(30);
-
-async fn digests(nodes: &[&NodeProcess]) -> Vec<Value> {
-    let mut out = Vec::new();
-    for n in nodes {
-        out.push(n.status().await["digest"].clone());
-    }
-    out
-}
 
 /// Until every node's digest is the same.
 async fn wait_converged(nodes: &[&NodeProcess]) {

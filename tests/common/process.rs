@@ -65,6 +65,15 @@ pub fn run_to_exit(args: &[String], within: Duration) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// Each node's root digest, in order (equal digests: equal tables).
+pub async fn digests(nodes: &[&NodeProcess]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for n in nodes {
+        out.push(n.status().await["digest"].clone());
+    }
+    out
+}
+
 pub struct NodeProcess {
     child: Child,
     pub manager: SocketAddr,
