@@ -162,6 +162,11 @@ impl Dropped {
 /// table unless adopting it, and records `owner` (a table from before owners were recorded is
 /// taken as this node's). Returns the previous owner if it was another.
 fn check_owner(db: &Database, path: &Path, owner: &Owner) -> Result<Option<String>, StoreError> {
+    // Read first: a table that has its tables and this owner already needs no write, so a start
+    // on a full disk is not refused (the node starts read-only-ready instead).
+    if already_owned(db, owner) {
+        return Ok(None);
+    }
     let txn = db.begin_write().map_err(at(path))?;
     txn.open_table(ENTRIES).map_err(at(path))?;
     txn.open_table(LOG).map_err(at(path))?;
@@ -190,6 +195,20 @@ fn check_owner(db: &Database, path: &Path, owner: &Owner) -> Result<Option<Strin
     }
     txn.commit().map_err(at(path))?;
     Ok(previous)
+}
+
+/// Whether the tables exist and the stored owner is `owner` (or no owner is asked for).
+fn already_owned(db: &Database, owner: &Owner) -> bool {
+    let Ok(read) = db.begin_read() else { return false };
+    if read.open_table(ENTRIES).is_err() || read.open_table(LOG).is_err() {
+        return false;
+    }
+    let Ok(meta) = read.open_table(META) else { return false };
+    let stored = meta.get(OWNER).ok().flatten().map(|v| v.value().to_owned());
+    match &owner.peer_id {
+        Some(ours) => stored.as_deref() == Some(ours.as_str()),
+        None => true,
+    }
 }
 
 #[cfg(test)]
