@@ -5,9 +5,9 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::node::{NodeHandle, Watch};
+use crate::node::{Changes, NodeHandle, Watch};
 
 use super::config::ManagerConfig;
 use super::connection::{Connection, FrameError};
@@ -16,8 +16,10 @@ use super::stats::ManagerStats;
 
 /// A watcher may stay silent as long as it likes: it is there to listen.
 const WATCH_IDLE: Duration = Duration::from_secs(365 * 24 * 3600);
-/// Changes written per flush when many are queued: one write per batch, not per line.
-const FLUSH_EVERY: usize = 256;
+/// The shortest time between two writes of changes to a watcher (see `stream`).
+const COALESCE: Duration = Duration::from_millis(1);
+/// Batches written per flush when many are queued: one write for several, not one each.
+const FLUSH_EVERY: usize = 64;
 
 /// Serves the watch until it ends; the caller closes the connection after.
 pub(super) async fn serve(
@@ -59,13 +61,21 @@ async fn stream(
     drop(snapshot);
     conn.queue(&p::ready_line(), wt).await?;
     conn.flush(wt).await?;
+    let mut last_flush = Instant::now() - COALESCE;
     loop {
         tokio::select! {
             biased;
             _ = &mut stop => return conn.flush(wt).await,
-            change = changes.recv() => {
+            batch = changes.recv() => {
                 // `None`: the node is shutting down.
-                let Some(mut change) = change else { return conn.flush(wt).await };
+                let Some(mut batch) = batch else { return conn.flush(wt).await };
+                // A busy feed is written at most once per COALESCE: the batches of that time go
+                // out in one write, so a watcher costs the node a few writes per millisecond at
+                // most, not one per group commit. A quiet feed's first change goes out at once.
+                let since = last_flush.elapsed();
+                if since < COALESCE {
+                    tokio::time::sleep(COALESCE - since).await;
+                }
                 for _ in 0..FLUSH_EVERY {
                     let missed = dropped.load(Relaxed);
                     if missed > 0 {
@@ -73,13 +83,15 @@ async fn stream(
                         conn.queue(&p::lagged_line(missed), wt).await?;
                         return conn.flush(wt).await;
                     }
-                    conn.queue(&p::change_line(&change.key, change.record.as_deref(), change.origin), wt).await?;
+                    // Rendered by the first watcher to get here, reused by the others.
+                    conn.queue(batch.rendered.get_or_init(|| render(&batch)), wt).await?;
                     match changes.try_recv() {
-                        Ok(next) => change = next,
-                        Err(_) => break,
+                        Some(next) => batch = next,
+                        None => break,
                     }
                 }
                 conn.flush(wt).await?;
+                last_flush = Instant::now();
             }
             frame = conn.read_frame(WATCH_IDLE, config.request_timeout) => match frame {
                 Ok(Some(frame)) => match p::parse(&frame) {
@@ -95,4 +107,13 @@ async fn stream(
             },
         }
     }
+}
+
+/// A batch's change lines, one after another.
+fn render(batch: &Changes) -> Vec<u8> {
+    let mut out = Vec::with_capacity(batch.changes.len() * 256);
+    for change in &batch.changes {
+        out.extend_from_slice(&p::change_line(&change.key, change.record.as_deref(), change.origin));
+    }
+    out
 }

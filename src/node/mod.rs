@@ -21,7 +21,7 @@ use crate::core::{PeerFields, PeerRecord};
 pub use crate::core::liveness::State as LivenessState;
 pub use crate::core::replica::SyncStats;
 pub use api::{NodeError, Parts, Status};
-pub use feed::{Change, Watch, WatchError, MAX_WATCHERS, WATCH_QUEUE};
+pub use feed::{Change, ChangeReceiver, Changes, Watch, WatchError, MAX_WATCHERS, WATCH_QUEUE};
 pub use liveness::{LivenessCounts, Member};
 
 use api::Command;

@@ -141,6 +141,8 @@ impl NodeTask {
                 }
             }
             self.publish_view();
+            // What became durable this turn goes to the watchers as one batch each.
+            self.feed.flush();
             if let Some(e) = self.fatal.take() {
                 tracing::error!(error = %e, "stopping so that no write is acknowledged without being durable");
                 break Err(e);
@@ -331,6 +333,7 @@ impl NodeTask {
             self.store_event(event);
         }
         self.publish_view();
+        self.feed.flush();
         self.store.close().await;
     }
 }
