@@ -277,7 +277,24 @@ impl Connection {
         if self.out.is_empty() {
             return Ok(());
         }
-        let result = timeout(write_timeout, self.stream.write_all(&self.out)).await;
+        // Most replies fit the socket's buffer: written at once, without arming a timer.
+        let mut written = 0;
+        while written < self.out.len() {
+            match self.stream.try_write(&self.out[written..]) {
+                Ok(0) => break,
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    self.out.clear();
+                    return Err(e);
+                }
+            }
+        }
+        let result = if written == self.out.len() {
+            Ok(Ok(()))
+        } else {
+            timeout(write_timeout, self.stream.write_all(&self.out[written..])).await
+        };
         self.out.clear();
         if self.out.capacity() > FLUSH_BYTES {
             self.out.shrink_to(FLUSH_BYTES);
