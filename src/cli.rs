@@ -366,7 +366,7 @@ fn keygen_psk(file: &std::path::Path) -> ExitCode {
 fn scrub(dir: &std::path::Path, network_id: &str) -> ExitCode {
     match crate::integrity::scrub(dir, network_id) {
         Ok(summary) => {
-            println!("{summary}");
+            print_line(&summary.to_string());
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -442,6 +442,12 @@ async fn ctl_watch(manager: SocketAddr, wait: Option<Duration>, snapshot: bool) 
     }
 }
 
+/// Prints a line on stdout; a reader that has gone (e.g. `| head`) is not an error worth a panic.
+fn print_line(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
 /// Sends one request and prints the reply line as the node sent it; exit 0 if completed, 1 if the
 /// node said error, 2 if the node could not be reached.
 async fn ctl(manager: SocketAddr, wait: Option<Duration>, action: &CtlAction) -> ExitCode {
@@ -464,7 +470,7 @@ async fn ctl(manager: SocketAddr, wait: Option<Duration>, action: &CtlAction) ->
     };
     match reply.await {
         Ok(reply) => {
-            println!("{}", reply.line);
+            print_line(&reply.line);
             if reply.is_completed() {
                 ExitCode::SUCCESS
             } else {
