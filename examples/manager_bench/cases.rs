@@ -60,8 +60,8 @@ pub async fn request_cases(args: &Args, parent: &Path, summary: &mut Summary) ->
 
     println!();
     println!(
-        "{:<32} {:>5} {:>8} {:>10} {:>9} {:>9} {:>11}",
-        "case", "conns", "ops", "ops/s", "p50 µs", "p99 µs", "node/limit"
+        "{:<32} {:>5} {:>8} {:>10} {:>9} {:>9} {:>10} {:>11}",
+        "case", "conns", "ops", "ops/s", "p50 µs", "p99 µs", "CPU µs/op", "node/limit"
     );
     let get1_ratio = node_get1.rate() / limit_get1.rate();
     let get16_ratio = node_get16.rate() / limit_get16.rate();
@@ -75,13 +75,14 @@ pub async fn request_cases(args: &Args, parent: &Path, summary: &mut Summary) ->
         (&node_add16w, Some(node_add16w.rate() / node_add16.rate())),
     ] {
         println!(
-            "{:<32} {:>5} {:>8} {:>10.0} {:>9.1} {:>9.1} {:>11}",
+            "{:<32} {:>5} {:>8} {:>10.0} {:>9.1} {:>9.1} {:>10.1} {:>11}",
             case.name,
             case.conns,
             case.latencies.len(),
             case.rate(),
             case.percentile_us(50.0),
             case.percentile_us(99.0),
+            case.cpu_per_op.as_secs_f64() * 1e6,
             ratio.map_or(String::new(), |r| format!("{r:.2}x"))
         );
     }

@@ -65,6 +65,9 @@ pub struct Case {
     wall: Duration,
     /// Nanoseconds, sorted.
     pub latencies: Vec<u64>,
+    /// CPU time of this whole process (node, clients and, if attached, watchers) per operation,
+    /// warm-up included: what the case costs, whatever else the machine is doing.
+    pub cpu_per_op: Duration,
 }
 
 impl Case {
@@ -91,6 +94,7 @@ pub async fn run_case(
 ) -> Result<Case> {
     let per_conn = ops.div_ceil(conns);
     let warm_per_conn = warm.div_ceil(conns);
+    let cpu_before = process_cpu();
     let barrier = Arc::new(Barrier::new(conns));
     let mut tasks = Vec::with_capacity(conns);
     for c in 0..conns {
@@ -137,15 +141,30 @@ pub async fn run_case(
     }
     latencies.sort_unstable();
     let wall = end.expect("at least one connection") - start.expect("at least one connection");
-    let case = Case { name: name.to_owned(), conns, wall, latencies };
+    let done = (per_conn + warm_per_conn) * conns;
+    let cpu_per_op = (process_cpu() - cpu_before) / done as u32;
+    let case = Case { name: name.to_owned(), conns, wall, latencies, cpu_per_op };
     println!(
-        "  {:<32} {:>2} conn(s): {:>8.0} ops/s, p50 {:.1} µs",
+        "  {:<32} {:>2} conn(s): {:>8.0} ops/s, p50 {:.1} µs, CPU {:.1} µs/op",
         case.name,
         conns,
         case.rate(),
-        case.percentile_us(50.0)
+        case.percentile_us(50.0),
+        cpu_per_op.as_secs_f64() * 1e6
     );
     Ok(case)
+}
+
+/// User and system CPU time of this process so far.
+pub fn process_cpu() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 pub async fn connect(addr: SocketAddr) -> Result<TcpStream> {
