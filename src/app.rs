@@ -16,7 +16,7 @@ use crate::core::replica::{
     ReplicaConfig, DEFAULT_CLOCK_WAIT_MS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_PEER_ENTRY_RATE,
     DEFAULT_PROBE_INTERVAL_MS,
 };
-use crate::core::TableConfig;
+use crate::core::{PeerRecord, Table, TableConfig};
 use crate::integrity::{self, IntegrityError};
 use crate::manager::{self, ManagerConfig, ManagerError, ManagerStats};
 use crate::net::{self, Multiaddr, NetConfig, NetError, Network, Psk};
@@ -95,6 +95,11 @@ pub struct NodeConfig {
     pub start_mode: StartMode,
     /// At shutdown, tombstone the own record first (`--leave`): the node leaves the network.
     pub leave: bool,
+    /// Offer circuit relay v2 to nodes behind NATs while publicly reachable (`--no-relay-server`
+    /// turns it off).
+    pub relay_server: bool,
+    /// Ask the router for port mappings (UPnP, `--upnp`).
+    pub upnp: bool,
 }
 
 impl NodeConfig {
@@ -124,6 +129,8 @@ impl NodeConfig {
             clock_wait: Duration::from_millis(DEFAULT_CLOCK_WAIT_MS),
             start_mode: StartMode::default(),
             leave: false,
+            relay_server: true,
+            upnp: false,
         }
     }
 
@@ -215,7 +222,8 @@ impl RunningNode {
         .expect("start-up task panicked")?;
         let integrity::Opened { table, store, events: store_events, scrubbed } = opened;
         let records = table.len();
-        let mut net = Network::start(keypair, net_config(&config))?;
+        let rejoin = stored_peer_addrs(&table);
+        let mut net = Network::start(keypair, net_config(&config, rejoin))?;
         // What `/metrics` serves besides the node's own figures, when it is served.
         let mut registry = web_listener.as_ref().map(|_| Registry::default());
         if let Some(registry) = registry.as_mut() {
@@ -296,7 +304,23 @@ impl RunningNode {
     }
 }
 
-fn net_config(config: &NodeConfig) -> NetConfig {
+/// Most node records whose addresses are handed to the network for rejoining (it dials a few).
+const REJOIN_RECORDS: usize = 32;
+
+/// The stored node records' addresses, the most recently refreshed records first: at start the
+/// node dials a few of them besides `--bootstrap`, so that it rejoins when every bootstrap node
+/// is down.
+fn stored_peer_addrs(table: &Table) -> Vec<Multiaddr> {
+    let mut records: Vec<&PeerRecord> = table
+        .iter_live()
+        .map(|(_, r)| r.as_ref())
+        .filter(|r| r.peer_id.is_some() && !r.addrs.is_empty())
+        .collect();
+    records.sort_unstable_by_key(|r| std::cmp::Reverse(r.last_connection_on));
+    records.iter().take(REJOIN_RECORDS).flat_map(|r| r.addrs.iter().filter_map(|a| a.parse().ok())).collect()
+}
+
+fn net_config(config: &NodeConfig, rejoin: Vec<Multiaddr>) -> NetConfig {
     NetConfig {
         listen: config.listen.clone(),
         bootstrap: config.bootstrap.clone(),
@@ -304,6 +328,9 @@ fn net_config(config: &NodeConfig) -> NetConfig {
         network_id: config.network_id.clone(),
         target_peers: config.target_peers,
         psk: config.psk.clone(),
+        relay_server: config.relay_server,
+        upnp: config.upnp,
+        rejoin,
     }
 }
 

@@ -32,9 +32,9 @@ pub struct Cli {
     /// 127.0.0.1:3002, or 127.0.0.1:$DHT_PORT.
     #[arg(long, env = "UDHT_MANAGER", global = true, value_parser = manager_addr)]
     pub manager: Option<SocketAddr>,
-    /// libp2p listen address (repeatable).
+    /// libp2p listen address (repeatable). TCP and QUIC by default; QUIC is off with --psk.
     #[arg(long, env = "UDHT_LISTEN", value_delimiter = ',', value_parser = multiaddr,
-          default_value = "/ip4/0.0.0.0/tcp/4001")]
+          default_value = "/ip4/0.0.0.0/tcp/4001,/ip4/0.0.0.0/udp/4001/quic-v1")]
     pub listen: Vec<Multiaddr>,
     /// A peer to join through, with or without /p2p/<peer id> (repeatable).
     #[arg(long, env = "UDHT_BOOTSTRAP", value_delimiter = ',', value_parser = multiaddr)]
@@ -42,7 +42,8 @@ pub struct Cli {
     /// The name in this node's own record.
     #[arg(long, env = "UDHT_NAME")]
     pub name: Option<String>,
-    /// An address other nodes should dial (repeatable); the first one also fills the own record's ip/port.
+    /// An address other nodes should dial (repeatable), advertised as reachable without AutoNAT
+    /// confirming it; the first one also fills the own record's ip/port.
     #[arg(long, env = "UDHT_ANNOUNCE", value_delimiter = ',', value_parser = multiaddr)]
     pub announce: Vec<Multiaddr>,
     /// This node's service ports, put in its own record's `ports`, e.g.
@@ -83,6 +84,13 @@ pub struct Cli {
     /// one): only nodes with the same key can connect.
     #[arg(long, env = "UDHT_PSK", global = true)]
     pub psk: Option<PathBuf>,
+    /// Never act as a circuit relay for nodes behind NATs (by default a publicly reachable node
+    /// does, within libp2p's resource limits).
+    #[arg(long, env = "UDHT_NO_RELAY_SERVER")]
+    pub no_relay_server: bool,
+    /// Ask the router for a port mapping (UPnP IGD) and advertise it once confirmed.
+    #[arg(long, env = "UDHT_UPNP")]
+    pub upnp: bool,
     /// Serve Prometheus metrics at /metrics and a live status page at / on this address, e.g.
     /// 127.0.0.1:9090 (loopback only, unless --metrics-public). Off by default.
     #[arg(long, env = "UDHT_METRICS")]
@@ -268,6 +276,8 @@ impl Cli {
         c.table.node_ttl = self.node_ttl;
         c.refresh_interval = self.refresh_interval;
         c.leave = self.leave;
+        c.relay_server = !self.no_relay_server;
+        c.upnp = self.upnp;
         c.peer_entry_rate = self.peer_entry_rate;
         c.metrics_addr = self.metrics;
         c.metrics_public = self.metrics_public;
@@ -515,6 +525,11 @@ mod tests {
         assert_eq!(c.table.max_skew, Duration::from_secs(120));
         assert_eq!(c.table.tombstone_grace, Duration::from_secs(86_400));
         assert_eq!(c.listen[0].to_string(), "/ip4/0.0.0.0/tcp/4001", "the default listen address");
+        assert_eq!(c.listen[1].to_string(), "/ip4/0.0.0.0/udp/4001/quic-v1", "QUIC beside TCP");
+        assert!(c.relay_server && !c.upnp, "relay server on, UPnP off by default");
+        let c =
+            Cli::try_parse_from(["udht-node", "--no-relay-server", "--upnp"]).unwrap().node_config().unwrap();
+        assert!(!c.relay_server && c.upnp);
     }
 
     #[test]

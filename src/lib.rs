@@ -8,7 +8,9 @@
 //!   simulation. No I/O, no runtime; time is a parameter.
 //! - [`store`]: the table on disk (redb, group commit on one writer thread, commits answered by
 //!   sequence number) and the identity key file. The only module that touches disk.
-//! - [`net`]: libp2p: identity, addresses and the swarm. The only module that imports libp2p.
+//! - [`net`]: libp2p: identity, addresses and the swarm (TCP, QUIC, relayed connections), and
+//!   reachability (`net::reach`: AutoNAT, relay slots and serving, hole punching, the addresses
+//!   the own record may list). The only module that imports libp2p.
 //! - [`node`]: the one task that owns the replica, the store and the swarm and executes the
 //!   replica's outputs; the cloneable [`node::NodeHandle`] sends it writes and reads a view it
 //!   alone writes.

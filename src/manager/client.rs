@@ -62,6 +62,12 @@ impl Client {
             .await
             .map_err(|_| ClientError::Timeout(timeout))?
             .map_err(|source| ClientError::Connect { addr, source })?;
+        Self::from_stream(stream, timeout)
+    }
+
+    /// A client over a connection made elsewhere: the tests reach a manager socket that listens
+    /// inside a network namespace with a socket made in that namespace.
+    pub fn from_stream(stream: TcpStream, timeout: Duration) -> Result<Client, ClientError> {
         stream.set_nodelay(true)?;
         Ok(Client { stream: BufReader::new(stream), timeout })
     }

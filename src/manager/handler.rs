@@ -195,6 +195,13 @@ struct StatusView<'a> {
     peer_id: &'a str,
     listen_addrs: &'a [String],
     connected_peers: &'a [String],
+    /// `public` (a peer dialled one of our addresses back), `private` (none worked: reachable
+    /// through relays), or `unknown` (not tested yet).
+    reachability: &'static str,
+    /// Confirmed external addresses: direct ones, and relay circuits.
+    external_addrs: &'a [String],
+    /// Our circuit addresses through the relays holding a slot for us.
+    relay_reservations: &'a [String],
     table_size: usize,
     digest: &'a str,
     tombstones: usize,
@@ -252,6 +259,9 @@ impl<'a> StatusView<'a> {
             peer_id: &s.peer_id,
             listen_addrs: &s.listen_addrs,
             connected_peers: &s.connected_peers,
+            reachability: s.reach.reachability.as_str(),
+            external_addrs: &s.reach.external_addrs,
+            relay_reservations: &s.reach.relay_reservations,
             table_size: s.table_size,
             digest: &s.digest,
             tombstones: s.tombstones,

@@ -12,6 +12,8 @@ pub enum NetError {
     Config(String),
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: String, reason: String },
+    #[error("p2p port {port} is already in use by another process (listen address {addr}); stop it or choose another port with --listen")]
+    PortInUse { addr: String, port: String },
     #[error("invalid multiaddr {addr:?}: {reason}")]
     BadAddr { addr: String, reason: String },
 }
@@ -30,7 +32,21 @@ pub fn is_loopback(addr: &Multiaddr) -> bool {
     })
 }
 
-/// The IP and TCP port a multiaddr names, if it is `/ip4|ip6|dns*/<host>/tcp/<port>/...`.
+/// Whether a multiaddr is a relay circuit (`.../p2p/<relay>/p2p-circuit/...`).
+pub(super) fn is_circuit(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+}
+
+/// Whether a multiaddr names the unspecified IP address (0.0.0.0, ::).
+pub(super) fn is_unspecified(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}
+
+/// The IP and port a multiaddr names, if it is `/ip4|ip6|dns*/<host>/tcp|udp/<port>/...`.
 pub fn host_and_port(addr: &Multiaddr) -> Option<(String, u16)> {
     let mut host = None;
     for p in addr.iter() {
@@ -38,43 +54,30 @@ pub fn host_and_port(addr: &Multiaddr) -> Option<(String, u16)> {
             Protocol::Ip4(ip) => host = Some(ip.to_string()),
             Protocol::Ip6(ip) => host = Some(ip.to_string()),
             Protocol::Dns(h) | Protocol::Dns4(h) | Protocol::Dns6(h) => host = Some(h.to_string()),
-            Protocol::Tcp(port) => return host.map(|h| (h, port)),
+            Protocol::Tcp(port) | Protocol::Udp(port) => return host.map(|h| (h, port)),
             _ => {}
         }
     }
     None
 }
 
-/// The addresses the own record lists: each once, and loopback ones only when there is nothing
-/// else (the record goes to every node, and every byte of it to clients reading the whole table
-/// with one small `recv`; nobody elsewhere can dial our loopback address).
-pub(super) fn record_addrs(advertised: &[Multiaddr]) -> Vec<&Multiaddr> {
-    let any_reachable = advertised.iter().any(|a| !is_loopback(a));
-    let mut out: Vec<&Multiaddr> = Vec::new();
-    for a in advertised {
-        if (any_reachable && is_loopback(a)) || out.contains(&a) {
-            continue;
-        }
-        out.push(a);
-    }
-    out
-}
-
-/// The peer id at the end of a `/p2p/<id>` address.
+/// The peer id at the end of a `/p2p/<id>` address: the last one, as a relay circuit address
+/// (`.../p2p/<relay>/p2p-circuit/p2p/<id>`) names the relay first.
 pub(super) fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
-    addr.iter().find_map(|p| match p {
-        Protocol::P2p(id) => Some(id),
-        _ => None,
-    })
+    addr.iter()
+        .filter_map(|p| match p {
+            Protocol::P2p(id) => Some(id),
+            _ => None,
+        })
+        .last()
 }
 
-/// An address worth putting in the DHT: not unspecified, not a relay circuit, and loopback only
-/// between nodes on one host.
+/// An address worth putting in the DHT: not unspecified, and loopback only between nodes on one
+/// host. Relay circuits are kept: they are how a node behind a NAT is reached.
 pub(super) fn dialable(addr: &Multiaddr, loopback_ok: bool) -> bool {
     addr.iter().all(|p| match p {
         Protocol::Ip4(ip) => !ip.is_unspecified() && (loopback_ok || !ip.is_loopback()),
         Protocol::Ip6(ip) => !ip.is_unspecified() && (loopback_ok || !ip.is_loopback()),
-        Protocol::P2pCircuit => false,
         _ => true,
     })
 }
@@ -84,17 +87,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_own_record_lists_each_address_once_and_loopback_only_when_alone() {
-        let a = |s: &str| s.parse::<Multiaddr>().unwrap();
-        let both =
-            [a("/ip4/127.0.0.1/tcp/4001"), a("/ip4/172.17.0.2/tcp/4001"), a("/ip4/172.17.0.2/tcp/4001")];
-        assert_eq!(record_addrs(&both), vec![&both[1]]);
-        let only_loopback = [a("/ip4/127.0.0.1/tcp/4001"), a("/ip6/::1/tcp/4001")];
-        assert_eq!(record_addrs(&only_loopback), vec![&only_loopback[0], &only_loopback[1]]);
-        assert!(record_addrs(&[]).is_empty());
-    }
-
-    #[test]
     fn only_dialable_addresses_reach_the_dht() {
         let a = |s: &str| s.parse::<Multiaddr>().unwrap();
         assert!(dialable(&a("/ip4/10.1.2.3/tcp/4001"), false));
@@ -102,5 +94,10 @@ mod tests {
         assert!(!dialable(&a("/ip4/0.0.0.0/tcp/4001"), true));
         assert!(!dialable(&a("/ip4/127.0.0.1/tcp/4001"), false));
         assert!(dialable(&a("/ip4/127.0.0.1/tcp/4001"), true));
+        let relay = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+        let node = "12D3KooWHAJbUiGeaE4ve7D2GYPQo4pgaYXBTwUFCAcs7D2ddCAd";
+        let circuit = a(&format!("/ip4/198.18.0.1/tcp/4001/p2p/{relay}/p2p-circuit/p2p/{node}"));
+        assert_eq!(peer_of(&circuit).unwrap().to_string(), node, "the node, not its relay");
+        assert!(dialable(&a(&format!("/ip4/198.18.0.1/tcp/4001/p2p/{relay}/p2p-circuit")), false));
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use either::Either;
+use libp2p::core::transport::OptionalTransport;
 use libp2p::core::upgrade::Version;
 use libp2p::core::Transport as _;
 use libp2p::gossipsub::{
@@ -14,16 +15,19 @@ use libp2p::identity::Keypair;
 use libp2p::kad::{self, store::MemoryStore};
 use libp2p::pnet::PnetConfig;
 use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    allow_block_list, connection_limits, identify, noise, ping, tcp, yamux, StreamProtocol, Swarm,
-    SwarmBuilder,
+    allow_block_list, autonat, connection_limits, dcutr, identify, noise, ping, quic, relay, tcp, upnp,
+    yamux, StreamProtocol, Swarm, SwarmBuilder,
 };
 use xxhash_rust::xxh3::xxh3_128;
 
 use super::addr::NetError;
+use super::candidates::Candidates;
 use super::codec::{SyncBytes, SyncCodec};
 use super::config::{NetConfig, Psk};
+use super::direct_only::DirectOnly;
 use super::probe::{ProbeBehaviour, ProbeCodec};
 use crate::core::delta::MAX_DELTA_BYTES;
 
@@ -47,7 +51,10 @@ const SYNC_MAX_STREAMS: usize = 4;
 /// Connection limits: bounded file descriptors and memory whatever peers do.
 const MAX_ESTABLISHED_INCOMING: u32 = 256;
 const MAX_PENDING_INCOMING: u32 = 64;
-const MAX_ESTABLISHED_PER_PEER: u32 = 2;
+/// A relayed connection, the direct one a hole punch makes beside it, and AutoNAT dial-backs both
+/// ways (a node tests all its candidates at once, each with a dial-back on a new connection; one
+/// refused by this limit would count as "not reachable" for good).
+const MAX_ESTABLISHED_PER_PEER: u32 = 8;
 /// Pings find dead connections (a cut cable, a paused container): a connection whose pings fail
 /// is closed (see `Network::handle`), so the node notices and re-dials.
 const PING_INTERVAL: Duration = Duration::from_secs(2);
@@ -60,6 +67,9 @@ const KAD_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 const PROBE_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Concurrent probe streams per connection: a probe round uses one or two.
 const PROBE_MAX_STREAMS: usize = 8;
+/// How often AutoNAT asks a peer to dial one untested candidate address back (default 5 s): a
+/// node should know within seconds whether it is reachable.
+const AUTONAT_PROBE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The anti-entropy protocol's request-response behaviour.
 pub type SyncBehaviour = request_response::Behaviour<SyncCodec>;
@@ -74,6 +84,14 @@ pub struct Behaviour {
     pub ping: ping::Behaviour,
     pub sync: SyncBehaviour,
     pub probe: ProbeBehaviour,
+    /// Reachability (see `reach`): which addresses others can dial, relays, hole punching.
+    pub candidates: Candidates,
+    pub autonat_client: DirectOnly<autonat::v2::client::Behaviour>,
+    pub autonat_server: DirectOnly<autonat::v2::server::Behaviour>,
+    pub relay: relay::Behaviour,
+    pub relay_client: relay::client::Behaviour,
+    pub dcutr: dcutr::Behaviour,
+    pub upnp: Toggle<upnp::tokio::Behaviour>,
 }
 
 /// Protocol names, all carrying the network id so separate networks never merge.
@@ -157,7 +175,8 @@ fn gossipsub(key: &Keypair, protocols: &Protocols) -> Result<gossipsub::Behaviou
     Ok(behaviour)
 }
 
-/// Builds the swarm: TCP + noise + yamux (and DNS for `/dns4/...` bootstrap addresses).
+/// Builds the swarm: TCP + noise + yamux, QUIC (not in a private network: pnet only covers TCP),
+/// circuit relay v2 (client transport), and DNS for `/dns4/...` bootstrap addresses.
 pub fn build_swarm(
     key: Keypair,
     config: &NetConfig,
@@ -166,6 +185,7 @@ pub fn build_swarm(
 ) -> Result<Swarm<Behaviour>, NetError> {
     let hide_listen_addrs = !config.announce.is_empty();
     let psk = config.psk.clone();
+    let quic_on = config.psk.is_none();
     let swarm = SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_other_transport(|key| {
@@ -185,16 +205,31 @@ pub fn build_swarm(
             )
         })
         .map_err(|e| NetError::Config(format!("transport: {e}")))?
+        .with_other_transport(|key| {
+            // Absent, not just unused, in a private network: a QUIC dial would reach peers
+            // without the key.
+            if quic_on {
+                OptionalTransport::some(quic::tokio::Transport::new(quic::Config::new(key)))
+            } else {
+                OptionalTransport::none()
+            }
+        })
+        .map_err(|e| NetError::Config(format!("quic: {e}")))?
         .with_dns()
         .map_err(|e| NetError::Config(format!("dns: {e}")))?
-        .with_behaviour(|key| {
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| NetError::Config(format!("relay client: {e}")))?
+        .with_behaviour(|key, relay_client| {
             let peer_id = key.public().to_peer_id();
             let mut kad_config = kad::Config::new(protocols.kad.clone());
             kad_config.set_periodic_bootstrap_interval(Some(KAD_BOOTSTRAP_INTERVAL));
             kad_config.set_query_timeout(KAD_QUERY_TIMEOUT);
             let mut kad = kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
-            // Private and docker networks never confirm an external address; stay a server.
-            kad.set_mode(Some(kad::Mode::Server));
+            // Client or server by confirmed external addresses (AutoNAT, relays, UPnP, --announce).
+            // Nodes listening only on loopback (tests, one host) serve each other at once.
+            if config.loopback_only() {
+                kad.set_mode(Some(kad::Mode::Server));
+            }
             let sync = SyncBehaviour::with_codec(
                 SyncCodec::new(sync_bytes),
                 [(protocols.sync.clone(), ProtocolSupport::Full)],
@@ -212,7 +247,10 @@ pub fn build_swarm(
             let identify = identify::Behaviour::new(
                 identify::Config::new(protocols.identify.clone(), key.public())
                     .with_agent_version(format!("udht/{}", env!("CARGO_PKG_VERSION")))
-                    .with_hide_listen_addrs(hide_listen_addrs),
+                    .with_hide_listen_addrs(hide_listen_addrs)
+                    // Peers hear of a new relay circuit address at once, not at the next
+                    // periodic identify (minutes).
+                    .with_push_listen_addr_updates(true),
             );
             let limits = connection_limits::ConnectionLimits::default()
                 .with_max_established_incoming(Some(MAX_ESTABLISHED_INCOMING))
@@ -229,10 +267,31 @@ pub fn build_swarm(
                 ),
                 sync,
                 probe,
+                candidates: Candidates::new(config.loopback_only()),
+                autonat_client: DirectOnly(autonat::v2::client::Behaviour::new(
+                    rand_autonat::make_rng::<rand_autonat::rngs::StdRng>(),
+                    autonat::v2::client::Config::default().with_probe_interval(AUTONAT_PROBE_INTERVAL),
+                )),
+                autonat_server: DirectOnly(autonat::v2::server::Behaviour::default()),
+                relay: relay(peer_id, config.relay_server),
+                relay_client,
+                dcutr: dcutr::Behaviour::new(peer_id),
+                upnp: Toggle::from(config.upnp.then(upnp::tokio::Behaviour::default)),
             })
         })
         .map_err(|e| NetError::Config(format!("behaviour: {e}")))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
         .build();
     Ok(swarm)
+}
+
+/// The relay server with the crate's resource limits. Off until `reach` finds the node publicly
+/// reachable (a relay behind a NAT helps nobody), and for good with `--no-relay-server`.
+fn relay(peer_id: libp2p::PeerId, allowed: bool) -> relay::Behaviour {
+    let mut relay = relay::Behaviour::new(peer_id, relay::Config::default());
+    relay.set_status(Some(relay::Status::Disable));
+    if !allowed {
+        tracing::info!("relay server off (--no-relay-server)");
+    }
+    relay
 }

@@ -20,8 +20,24 @@ pub struct NetConfig {
     pub network_id: String,
     /// Keep dialling known peers until this many are connected.
     pub target_peers: usize,
-    /// A private network's key: only peers holding the same key can connect at all.
+    /// A private network's key: only peers holding the same key can connect at all. QUIC is off
+    /// then (pnet only wraps TCP).
     pub psk: Option<Psk>,
+    /// Offer circuit relay v2 to others while publicly reachable (`--no-relay-server`: never).
+    pub relay_server: bool,
+    /// Ask the router for port mappings (UPnP IGD), `--upnp`.
+    pub upnp: bool,
+    /// Addresses (with `/p2p/<id>`) of peers from the stored table, dialled at start besides
+    /// `bootstrap` so that a node rejoins when every bootstrap node is down.
+    pub rejoin: Vec<Multiaddr>,
+}
+
+impl NetConfig {
+    /// Whether the node listens only on loopback (tests, nodes of one host): then its loopback
+    /// addresses are the ones to advertise, and it serves Kademlia without waiting for AutoNAT.
+    pub fn loopback_only(&self) -> bool {
+        !self.listen.is_empty() && self.listen.iter().all(super::addr::is_loopback)
+    }
 }
 
 /// A private network's pre-shared key (libp2p `pnet`), in the swarm-key file format

@@ -1,5 +1,5 @@
-//! libp2p's own metrics for `/metrics`: connections, gossipsub, Kademlia, identify and ping, as
-//! `libp2p-metrics` records them from the swarm's events.
+//! libp2p's own metrics for `/metrics`: connections, gossipsub, Kademlia, identify, ping, hole
+//! punches (DCUtR) and the relay server, as `libp2p-metrics` records them from the swarm's events.
 
 use libp2p::metrics::{Metrics, Recorder};
 use libp2p::swarm::SwarmEvent;
@@ -23,6 +23,8 @@ impl SwarmMetrics {
             SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.0.record(e),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => self.0.record(e),
             SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => self.0.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(e)) => self.0.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(e)) => self.0.record(e),
             _ => {}
         }
     }

@@ -3,12 +3,16 @@
 mod addr;
 mod admission;
 mod behaviour;
+mod candidates;
 mod codec;
 mod config;
+mod direct_only;
 mod identity;
 mod metrics;
 mod network;
 mod probe;
+mod reach;
+mod startup;
 
 pub use addr::{host_and_port, is_loopback, parse_multiaddr, NetError};
 pub use config::{NetConfig, Psk};
@@ -16,3 +20,4 @@ pub use identity::{decode_identity, generate_identity, node_id_of, signer_of};
 pub use libp2p::{Multiaddr, PeerId};
 pub use network::{GossipId, NetEvent, NetStats, Network, Responder};
 pub use probe::{ProbeEvent, ProbeResponder, ProbeStats};
+pub use reach::{ReachStatus, Reachability};

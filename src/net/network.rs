@@ -12,7 +12,6 @@ use libp2p::gossipsub::{self, MessageAcceptance, MessageId, PublishError};
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
-use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{StreamUpgradeError, SwarmEvent};
 use libp2p::{identify, kad, Multiaddr, PeerId, Swarm};
 use serde::Serialize;
@@ -20,19 +19,22 @@ use serde::Serialize;
 use crate::core::replica::{OwnAddress, RequestId, Verdict};
 use crate::core::sync::{SyncReply, SyncRequest};
 
-use super::addr::{dialable, host_and_port, is_loopback, peer_of, record_addrs, NetError};
+use super::addr::{dialable, is_loopback, NetError};
 use super::admission::{Admission, Judged};
 use super::behaviour::{build_swarm, Behaviour, BehaviourEvent, Protocols};
 use super::codec::{Inbound, SyncBytes};
 use super::config::NetConfig;
 use super::metrics::SwarmMetrics;
 use super::probe::{ProbeEvent, ProbeResponder, ProbeStats, Probes};
+use super::reach::{Reach, ReachStatus};
+use super::startup::{check_port_free, rejoin_peers, usable_listen_addrs};
 use crate::core::liveness::{ProbeAck, ProbeRequest};
+
+/// Keeping the node connected (bootstrap, rejoining from the stored table, dialling known peers).
+mod dialing;
 
 /// A peer is not re-dialled sooner than this after a dial attempt.
 const REDIAL_BACKOFF: Duration = Duration::from_secs(3);
-/// Most new dials per maintenance round, so a large routing table cannot flood the node.
-const MAX_DIALS_PER_ROUND: usize = 8;
 
 /// A received gossip message, to be judged with [`Network::report_gossip`].
 #[derive(Debug)]
@@ -78,7 +80,8 @@ pub enum NetEvent {
         id: RequestId,
         error: String,
     },
-    /// Our listen addresses changed (e.g. the real port of `tcp/0` became known).
+    /// Our listen addresses changed (e.g. the real port of `tcp/0` became known), or our
+    /// reachability (confirmed external addresses, relay slots): the own record may change.
     ListenAddrsChanged,
     /// A liveness probe from a peer, or the answer (or failure) of ours.
     Probe(ProbeEvent),
@@ -107,6 +110,15 @@ pub struct NetStats {
     /// Anti-entropy messages on the wire, in bytes (requests and responses).
     pub sync_bytes_sent: u64,
     pub sync_bytes_received: u64,
+    /// Connections open now, direct and through a relay (not counters).
+    pub direct_connections: u64,
+    pub relayed_connections: u64,
+    /// DCUtR upgrades of relayed connections finished, and those that made a direct connection.
+    pub hole_punches_tried: u64,
+    pub hole_punches_succeeded: u64,
+    /// Slots relays granted us; circuits we relayed for others.
+    pub relay_reservations_accepted: u64,
+    pub relayed_circuits_served: u64,
 }
 
 /// The swarm and its connectivity state.
@@ -135,6 +147,12 @@ pub struct Network {
     sync_bytes: Arc<SyncBytes>,
     /// Our outstanding liveness probes.
     probes: Probes,
+    /// Reachability: confirmed addresses, relays, hole punches.
+    reach: Reach,
+    /// Reachability changed since the node task last heard of it.
+    reach_changed: bool,
+    /// Peers of the stored table, dialled when we have no connection (see `NetConfig::rejoin`).
+    rejoin: Vec<(PeerId, Vec<Multiaddr>)>,
 }
 
 impl Network {
@@ -142,8 +160,12 @@ impl Network {
     pub fn start(key: Keypair, config: NetConfig) -> Result<Network, NetError> {
         let protocols = Protocols::new(&config.network_id)?;
         let sync_bytes = Arc::new(SyncBytes::default());
+        let listen = usable_listen_addrs(&config);
+        for addr in &listen {
+            check_port_free(addr)?;
+        }
         let mut swarm = build_swarm(key, &config, &protocols, sync_bytes.clone())?;
-        for addr in &config.listen {
+        for addr in &listen {
             swarm
                 .listen_on(addr.clone())
                 .map_err(|e| NetError::Listen { addr: addr.to_string(), reason: e.to_string() })?;
@@ -151,6 +173,8 @@ impl Network {
         for addr in &config.announce {
             swarm.add_external_address(addr.clone());
         }
+        let rejoin = rejoin_peers(&config.rejoin, *swarm.local_peer_id());
+        let reach = Reach::new(config.loopback_only(), config.relay_server, config.announce.clone());
         let mut net = Network {
             swarm,
             protocols,
@@ -167,8 +191,18 @@ impl Network {
             metrics: None,
             sync_bytes,
             probes: Probes::default(),
+            reach,
+            reach_changed: false,
+            rejoin,
         };
         net.dial_bootstrap();
+        if !net.rejoin.is_empty() {
+            tracing::info!(
+                peers = net.rejoin.len(),
+                "dialling peers of the stored table besides --bootstrap"
+            );
+        }
+        net.dial_rejoin();
         Ok(net)
     }
 
@@ -184,8 +218,16 @@ impl Network {
 
     pub fn stats(&self) -> NetStats {
         let open = self.swarm.network_info().connection_counters().num_established();
+        let (direct, relayed) = self.reach.connection_counts();
+        let c = self.reach.counters;
         NetStats {
             open_connections: u64::from(open),
+            direct_connections: direct,
+            relayed_connections: relayed,
+            hole_punches_tried: c.hole_punches_tried,
+            hole_punches_succeeded: c.hole_punches_succeeded,
+            relay_reservations_accepted: c.relay_reservations_accepted,
+            relayed_circuits_served: c.relayed_circuits_served,
             sync_bytes_sent: self.sync_bytes.sent.load(Relaxed),
             sync_bytes_received: self.sync_bytes.received.load(Relaxed),
             ..self.stats
@@ -197,33 +239,16 @@ impl Network {
         self.listen_addrs.clone()
     }
 
-    /// What we advertise: `--announce` if given, else our listen addresses.
-    pub fn advertised_addrs(&self) -> Vec<Multiaddr> {
-        if self.config.announce.is_empty() {
-            self.listen_addrs.clone()
-        } else {
-            self.config.announce.clone()
-        }
+    /// What the own record advertises (see `reach::own_address`): confirmed addresses only.
+    pub fn own_address(&self) -> OwnAddress {
+        let configured: Vec<Multiaddr> =
+            self.config.announce.iter().chain(&self.config.listen).cloned().collect();
+        self.reach.own_address(self.local_peer_id(), &self.listen_addrs, &configured)
     }
 
-    /// What the own record advertises: the best direct address's host and port (a non-loopback
-    /// one if there is one), and every advertised address with `/p2p/<our id>`.
-    pub fn own_address(&self) -> OwnAddress {
-        let advertised = self.advertised_addrs();
-        let configured = self.config.announce.iter().chain(&self.config.listen);
-        let (ip, port) = advertised
-            .iter()
-            .filter(|a| !is_loopback(a))
-            .chain(advertised.iter())
-            .chain(configured)
-            .find_map(host_and_port)
-            .unwrap_or_default();
-        let me = self.local_peer_id();
-        OwnAddress {
-            ip,
-            port: if port == 0 { String::new() } else { port.to_string() },
-            addrs: record_addrs(&advertised).iter().map(|a| format!("{a}/p2p/{me}")).collect(),
-        }
+    /// Whether others can reach us, our confirmed external addresses and relay slots.
+    pub fn reach_status(&self) -> ReachStatus {
+        self.reach.status()
     }
 
     /// The connected peers of this network (strangers and unidentified connections left out).
@@ -347,94 +372,18 @@ impl Network {
         let _ = self.swarm.behaviour_mut().probe.send_response(responder.0, ack);
     }
 
-    /// Keeps the node connected: re-dials the bootstrap peers when none of them is connected (a
-    /// healed partition re-merges by itself) and dials known peers while below the target.
-    pub fn maintain(&mut self) {
-        let now = Instant::now();
-        for peer in self.admission.overdue(now) {
-            tracing::info!(%peer, "closing a connection that never identified itself");
-            self.stranger(peer);
-            let _ = self.swarm.disconnect_peer_id(peer);
-        }
-        for peer in self.admission.due_to_close(now) {
-            let _ = self.swarm.disconnect_peer_id(peer);
-        }
-        // Only members count toward the target: strangers must not crowd real peers out.
-        let connected: HashSet<PeerId> = self.admission.members().copied().collect();
-        let bootstrap_connected =
-            self.bootstrap_peers.values().any(|p| connected.contains(p)) || self.config.bootstrap.is_empty();
-        if connected.is_empty() || !bootstrap_connected {
-            self.dial_bootstrap();
-        }
-        if connected.len() >= self.config.target_peers {
-            return;
-        }
-        let mut candidates: Vec<(PeerId, Vec<Multiaddr>)> = Vec::new();
-        for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
-            for entry in bucket.iter() {
-                let peer = *entry.node.key.preimage();
-                if !connected.contains(&peer) && !self.admission.is_stranger(&peer, now) {
-                    candidates.push((peer, entry.node.value.iter().cloned().collect()));
-                }
-            }
-        }
-        // A connection still being identified is not dialled twice.
-        candidates.retain(|(peer, _)| !self.swarm.is_connected(peer));
-        self.last_dial.retain(|_, t| now.duration_since(*t) < REDIAL_BACKOFF);
-        let mut dials = 0;
-        for (peer, addrs) in candidates {
-            if dials >= MAX_DIALS_PER_ROUND || connected.len() + dials >= self.config.target_peers {
-                break;
-            }
-            if self.is_blocked(&peer) || self.last_dial.contains_key(&peer) {
-                continue;
-            }
-            self.dial_peer(peer, addrs);
-            dials += 1;
-        }
-        if connected.len() + dials < self.config.target_peers && !connected.is_empty() {
-            // Look further: a random walk finds peers our table does not hold yet.
-            self.swarm.behaviour_mut().kad.get_closest_peers(PeerId::random());
-        }
-    }
-
-    fn dial_peer(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
-        self.last_dial.insert(peer, Instant::now());
-        self.stats.dials += 1;
-        let opts = DialOpts::peer_id(peer).addresses(addrs).build();
-        if let Err(e) = self.swarm.dial(opts) {
-            tracing::debug!(%peer, error = %e, "dial failed");
-        }
-    }
-
-    fn dial_bootstrap(&mut self) {
-        let now = Instant::now();
-        for addr in self.config.bootstrap.clone() {
-            let peer = peer_of(&addr).or_else(|| self.bootstrap_peers.get(&addr).copied());
-            if let Some(peer) = peer {
-                if peer == self.local_peer_id()
-                    || self.swarm.is_connected(&peer)
-                    || self.is_blocked(&peer)
-                    || self.admission.is_stranger(&peer, now)
-                {
-                    continue;
-                }
-            }
-            self.stats.dials += 1;
-            if let Err(e) = self.swarm.dial(addr.clone()) {
-                tracing::debug!(%addr, error = %e, "bootstrap dial failed");
-            }
-        }
-    }
-
     /// The next event the node task should see; everything else is handled here.
     /// Cancel-safe: an event is either returned or fully handled before the next await.
     pub async fn next_event(&mut self) -> NetEvent {
         loop {
+            if std::mem::take(&mut self.reach_changed) {
+                return NetEvent::ListenAddrsChanged;
+            }
             let event = self.swarm.select_next_some().await;
             if let Some(metrics) = &self.metrics {
                 metrics.record(&event);
             }
+            self.reach_changed |= self.reach.observe(&event);
             if let Some(e) = self.handle(event) {
                 return e;
             }
@@ -573,6 +522,14 @@ impl Network {
             }
             identify::Event::Error { peer_id, error: StreamUpgradeError::NegotiationFailed, .. } => {
                 (peer_id, self.admission.identified(peer_id, false, now))
+            }
+            // A peer whose protocols changed, e.g. a Kademlia client that became a server when
+            // AutoNAT confirmed its address: Kademlia learns it only from us.
+            identify::Event::Pushed { peer_id, info, .. } => {
+                if info.protocols.contains(&self.protocols.sync) {
+                    self.learn_addresses(peer_id, info);
+                }
+                return None;
             }
             // Timeouts and broken streams say nothing about the peer's protocols; a candidate
             // that never identifies itself is closed by `maintain` after the deadline.

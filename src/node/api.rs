@@ -5,7 +5,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::core::replica::{ClockReport, ReadOnly, ReplicaConfig, SyncStats, WriteError, WriteOp};
 use crate::core::{Table, TableStats};
-use crate::net::{NetError, NetStats, Network};
+use crate::net::{NetError, NetStats, Network, ReachStatus};
 use crate::store::{Store, StoreError, StoreEvent};
 
 use super::feed::{Watch, WatchError};
@@ -33,6 +33,8 @@ pub struct Status {
     pub peer_id: String,
     pub listen_addrs: Vec<String>,
     pub connected_peers: Vec<String>,
+    /// Whether others can dial this node, its confirmed external addresses and relay slots.
+    pub reach: ReachStatus,
     /// Live records (tombstones not counted).
     pub table_size: usize,
     /// Root digest, 32 hex digits: equal on two nodes means equal tables.

@@ -320,7 +320,7 @@ impl NodeTask {
         let network = std::mem::take(&mut self.network_changed).then(|| {
             let listen = self.net.listen_addrs().iter().map(|a| a.to_string()).collect();
             let peers = self.net.connected_peers().iter().map(|p| p.to_string()).collect();
-            (listen, peers)
+            (listen, peers, self.net.reach_status())
         });
         self.view.publish(&mut self.changed, summary, network);
         self.liveness.publish(&self.net);

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::core::{digest_hex, PeerRecord, Table, TableStats};
-use crate::net::NetStats;
+use crate::net::{NetStats, ReachStatus};
 
 use crate::core::replica::{ClockReport, ReadOnly, SyncStats};
 
@@ -40,6 +40,7 @@ struct State {
     summary: Summary,
     listen_addrs: Vec<String>,
     connected_peers: Vec<String>,
+    reach: ReachStatus,
     /// Fixed at start.
     scrubbed_at_start: usize,
 }
@@ -55,6 +56,7 @@ impl View {
                 summary: Summary::default(),
                 listen_addrs: Vec::new(),
                 connected_peers: Vec::new(),
+                reach: ReachStatus::default(),
                 scrubbed_at_start,
             }),
         }
@@ -89,6 +91,7 @@ impl View {
             peer_id: s.peer_id.clone(),
             listen_addrs: s.listen_addrs.clone(),
             connected_peers: s.connected_peers.clone(),
+            reach: s.reach.clone(),
             table_size: s.summary.table_size,
             digest: digest_hex(s.summary.root),
             tombstones: s.summary.tombstones,
@@ -104,12 +107,12 @@ impl View {
     }
 
     /// Applies the task's changes: records (drained from `changed`), figures, and, when given,
-    /// the network's addresses and peers.
+    /// the network's addresses, peers and reachability.
     pub fn publish(
         &self,
         changed: &mut Vec<(String, Option<Arc<PeerRecord>>)>,
         summary: Summary,
-        network: Option<(Vec<String>, Vec<String>)>,
+        network: Option<(Vec<String>, Vec<String>, ReachStatus)>,
     ) {
         let mut state = self.write();
         for (key, record) in changed.drain(..) {
@@ -123,9 +126,10 @@ impl View {
             }
         }
         state.summary = summary;
-        if let Some((listen_addrs, connected_peers)) = network {
+        if let Some((listen_addrs, connected_peers, reach)) = network {
             state.listen_addrs = listen_addrs;
             state.connected_peers = connected_peers;
+            state.reach = reach;
         }
     }
 }

@@ -155,6 +155,40 @@ impl Collector for NodeCollector {
         )?;
         out.counter("peers_banned", "Peers banned for repeated bad messages.", y.peers_banned)?;
         out.counter("dials", "Outbound dials.", n.dials)?;
+        out.counters(
+            "hole_punches",
+            "DCUtR upgrades of relayed connections, by result.",
+            "result",
+            &[
+                ("succeeded", n.hole_punches_succeeded),
+                ("failed", n.hole_punches_tried.saturating_sub(n.hole_punches_succeeded)),
+            ],
+        )?;
+        out.counter(
+            "relay_reservations",
+            "Slots relays granted this node (it is not reachable directly).",
+            n.relay_reservations_accepted,
+        )?;
+        out.counter(
+            "relayed_circuits_served",
+            "Circuits this node relayed for others.",
+            n.relayed_circuits_served,
+        )?;
+        out.gauge("connections_direct", "Direct connections open now.", n.direct_connections as i64)?;
+        out.gauge(
+            "connections_relayed",
+            "Connections through a relay open now.",
+            n.relayed_connections as i64,
+        )?;
+        out.gauge(
+            "reachable",
+            "1 when a peer confirmed one of this node's addresses, 0 when none worked, -1 untested.",
+            match s.reach.reachability {
+                crate::net::Reachability::Public => 1,
+                crate::net::Reachability::Private => 0,
+                crate::net::Reachability::Unknown => -1,
+            },
+        )?;
         out.counter(
             "dead_connections_closed",
             "Connections closed because pings failed.",

@@ -1,0 +1,117 @@
+//! Keeping the node connected: re-dialling the bootstrap peers, dialling the stored table's peers
+//! when cut off, and dialling known peers while below the target.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::{Multiaddr, PeerId};
+
+use super::super::addr::peer_of;
+use super::{Network, REDIAL_BACKOFF};
+
+/// Most new dials per maintenance round, so a large routing table cannot flood the node.
+const MAX_DIALS_PER_ROUND: usize = 8;
+
+impl Network {
+    /// Keeps the node connected: re-dials the bootstrap peers when none of them is connected (a
+    /// healed partition re-merges by itself) and dials known peers while below the target.
+    pub fn maintain(&mut self) {
+        let now = Instant::now();
+        for peer in self.admission.overdue(now) {
+            tracing::info!(%peer, "closing a connection that never identified itself");
+            self.stranger(peer);
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        for peer in self.admission.due_to_close(now) {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        // Only members count toward the target: strangers must not crowd real peers out.
+        let connected: HashSet<PeerId> = self.admission.members().copied().collect();
+        let bootstrap_connected =
+            self.bootstrap_peers.values().any(|p| connected.contains(p)) || self.config.bootstrap.is_empty();
+        if connected.is_empty() || !bootstrap_connected {
+            self.dial_bootstrap();
+        }
+        if connected.is_empty() {
+            self.dial_rejoin();
+        }
+        self.reach.maintain(&mut self.swarm);
+        if connected.len() >= self.config.target_peers {
+            return;
+        }
+        let mut candidates: Vec<(PeerId, Vec<Multiaddr>)> = Vec::new();
+        for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
+            for entry in bucket.iter() {
+                let peer = *entry.node.key.preimage();
+                if !connected.contains(&peer) && !self.admission.is_stranger(&peer, now) {
+                    candidates.push((peer, entry.node.value.iter().cloned().collect()));
+                }
+            }
+        }
+        // A connection still being identified is not dialled twice.
+        candidates.retain(|(peer, _)| !self.swarm.is_connected(peer));
+        self.last_dial.retain(|_, t| now.duration_since(*t) < REDIAL_BACKOFF);
+        let mut dials = 0;
+        for (peer, addrs) in candidates {
+            if dials >= MAX_DIALS_PER_ROUND || connected.len() + dials >= self.config.target_peers {
+                break;
+            }
+            if self.is_blocked(&peer) || self.last_dial.contains_key(&peer) {
+                continue;
+            }
+            self.dial_peer(peer, addrs);
+            dials += 1;
+        }
+        if connected.len() + dials < self.config.target_peers && !connected.is_empty() {
+            // Look further: a random walk finds peers our table does not hold yet.
+            self.swarm.behaviour_mut().kad.get_closest_peers(PeerId::random());
+        }
+    }
+
+    pub(super) fn dial_peer(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        self.last_dial.insert(peer, Instant::now());
+        self.stats.dials += 1;
+        let opts = DialOpts::peer_id(peer).addresses(addrs).build();
+        if let Err(e) = self.swarm.dial(opts) {
+            tracing::debug!(%peer, error = %e, "dial failed");
+        }
+    }
+
+    /// Dials the stored table's peers (not the connected, blocked or recently dialled ones).
+    pub(super) fn dial_rejoin(&mut self) {
+        let now = Instant::now();
+        for (peer, addrs) in self.rejoin.clone() {
+            let recent = self.last_dial.get(&peer).is_some_and(|t| now.duration_since(*t) < REDIAL_BACKOFF);
+            if recent
+                || self.swarm.is_connected(&peer)
+                || self.is_blocked(&peer)
+                || self.admission.is_stranger(&peer, now)
+            {
+                continue;
+            }
+            tracing::debug!(%peer, "dialling a peer of the stored table");
+            self.dial_peer(peer, addrs);
+        }
+    }
+
+    pub(super) fn dial_bootstrap(&mut self) {
+        let now = Instant::now();
+        for addr in self.config.bootstrap.clone() {
+            let peer = peer_of(&addr).or_else(|| self.bootstrap_peers.get(&addr).copied());
+            if let Some(peer) = peer {
+                if peer == self.local_peer_id()
+                    || self.swarm.is_connected(&peer)
+                    || self.is_blocked(&peer)
+                    || self.admission.is_stranger(&peer, now)
+                {
+                    continue;
+                }
+            }
+            self.stats.dials += 1;
+            if let Err(e) = self.swarm.dial(addr.clone()) {
+                tracing::debug!(%addr, error = %e, "bootstrap dial failed");
+            }
+        }
+    }
+}
