@@ -5,6 +5,9 @@
 //!   otherwise); [`start_node_with`] and [`start_node`] are its panicking forms. [`start_cluster`]
 //!   puts a `udht::cluster::Cluster` in a temp dir, and [`process::NodeProcess::start`] is the one
 //!   starter of real `udht-node` processes.
+//! - Networks: [`netns::Internet`] builds a small internet of network namespaces (public
+//!   nodes, home routers with NAT) for the NAT tests; [`process::NodeProcess::start_in`] starts a
+//!   node in one of its namespaces.
 //! - Waiting: [`eventually`] is the one bounded polling wait; nothing else in the tests sleeps in
 //!   a loop.
 //! - The manager socket: a raw TCP client, [`Conn`], that writes exact bytes and reads exact
@@ -14,6 +17,7 @@
 //! Every read has a deadline, so a missing reply fails the test instead of hanging it.
 #![allow(dead_code)]
 
+pub mod netns;
 pub mod process;
 
 use std::collections::BTreeSet;

@@ -2,6 +2,8 @@
 //! socket answers, talk to it, SIGKILL or SIGTERM it.
 //!
 //! Included as `common::process` (`mod common;`); [`NodeProcess::start`] is the one process starter.
+//! [`NodeProcess::start_in`] starts one inside a network namespace of [`super::netns`] (through
+//! `ip netns exec`, which execs the node: the child is the node itself, signals reach it).
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -9,7 +11,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use udht::manager::client::Client;
+use udht::manager::client::{Client, ClientError};
 
 /// How long a node process may take to start answering.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -37,6 +39,11 @@ fn node_args(data_dir: &Path, manager: SocketAddr, p2p_port: u16, extra: &[Strin
     args
 }
 
+/// The nodes' `RUST_LOG`: `info`, or `UDHT_TEST_RUST_LOG` when set (to debug a test).
+fn log_filter() -> String {
+    std::env::var("UDHT_TEST_RUST_LOG").unwrap_or_else(|_| "info".into())
+}
+
 /// How a node process that never answered ended.
 #[derive(Debug)]
 pub struct Exited {
@@ -46,10 +53,34 @@ pub struct Exited {
     pub log: String,
 }
 
+/// The p2p port of a node started in a namespace (the default `--listen` addresses').
+pub const NETNS_P2P_PORT: u16 = 4001;
+/// The manager socket of a node started in a namespace (loopback inside the namespace).
+pub const NETNS_MANAGER: &str = "127.0.0.1:3002";
+
+/// `udht-node`, run inside network namespace `netns` when given. `UDHT_TEST_NODE_BIN` names
+/// another binary to run instead (e.g. a release build, or another revision to compare with).
+fn node_command(netns: Option<&str>) -> Command {
+    let bin = std::env::var("UDHT_TEST_NODE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_udht-node").into());
+    match netns {
+        None => Command::new(bin),
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, &bin]);
+            c
+        }
+    }
+}
+
 /// Runs `udht-node args` to its end (killed after `within`), capturing its output: for
 /// subcommands and for starts that must be refused.
 pub fn run_to_exit(args: &[String], within: Duration) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_udht-node"))
+    run_to_exit_in(None, args, within)
+}
+
+/// [`run_to_exit`] inside network namespace `netns` when given.
+pub fn run_to_exit_in(netns: Option<&str>, args: &[String], within: Duration) -> Output {
+    let mut child = node_command(netns)
         .args(args)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
@@ -84,6 +115,8 @@ pub struct NodeProcess {
     args: Vec<String>,
     /// Extra environment of the process (e.g. libfaketime's), kept for restarts.
     env: Vec<(String, String)>,
+    /// The network namespace it runs in (`None`: the test's own).
+    netns: Option<String>,
 }
 
 impl NodeProcess {
@@ -116,7 +149,8 @@ impl NodeProcess {
             let manager: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
             let p2p_port = free_port();
             let args = node_args(data_dir, manager, p2p_port, extra);
-            match Self::spawn_with(data_dir, log_file, manager, p2p_port, args, env.to_vec()).await {
+            let launch = Launch { manager, p2p_port, args, env: env.to_vec(), netns: None };
+            match Self::spawn_with(data_dir, log_file, launch).await {
                 Ok(node) => return node,
                 Err(e) => failures.push(e),
             }
@@ -135,7 +169,8 @@ impl NodeProcess {
         let p2p_port = free_port();
         let args = node_args(data_dir, manager, p2p_port, extra);
         let log_file = data_dir.join("node.log");
-        let mut node = Self::spawn(data_dir, &log_file, manager, p2p_port, args, Vec::new());
+        let launch = Launch { manager, p2p_port, args, env: Vec::new(), netns: None };
+        let mut node = Self::spawn(data_dir, &log_file, launch);
         match node.wait_ready(within).await {
             Ok(()) => Ok(node),
             Err(_) => {
@@ -145,19 +180,33 @@ impl NodeProcess {
         }
     }
 
-    fn spawn(
-        data_dir: &Path,
-        log_file: &Path,
-        manager: SocketAddr,
-        p2p_port: u16,
-        args: Vec<String>,
-        env: Vec<(String, String)>,
-    ) -> NodeProcess {
+    /// Starts `udht-node` inside network namespace `ns` with `data_dir`, its manager socket on
+    /// [`NETNS_MANAGER`] and the default p2p listen addresses (port [`NETNS_P2P_PORT`]: the
+    /// namespace is the node's own, every port is free), plus `extra`; waits until it answers.
+    pub async fn start_in(ns: &str, data_dir: &Path, extra: &[String]) -> NodeProcess {
+        Self::try_start_in(ns, data_dir, extra).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`NodeProcess::start_in`], giving why it did not start instead of failing the test.
+    pub async fn try_start_in(ns: &str, data_dir: &Path, extra: &[String]) -> Result<NodeProcess, String> {
+        let manager: SocketAddr = NETNS_MANAGER.parse().unwrap();
+        let mut args = vec!["--data-dir".to_string(), data_dir.display().to_string()];
+        args.extend(["--manager".to_string(), manager.to_string()]);
+        args.extend(extra.iter().cloned());
+        let launch =
+            Launch { manager, p2p_port: NETNS_P2P_PORT, args, env: Vec::new(), netns: Some(ns.to_owned()) };
+        Self::spawn_with(data_dir, &data_dir.join("node.log"), launch)
+            .await
+            .map_err(|e| format!("udht-node in {ns} did not start: {e}"))
+    }
+
+    fn spawn(data_dir: &Path, log_file: &Path, launch: Launch) -> NodeProcess {
+        let Launch { manager, p2p_port, args, env, netns } = launch;
         std::fs::create_dir_all(data_dir).unwrap();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log_file).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_udht-node"))
+        let child = node_command(netns.as_deref())
             .args(&args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", log_filter())
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -165,31 +214,28 @@ impl NodeProcess {
             .spawn()
             .expect("spawning udht-node");
         let (data_dir, log_file) = (data_dir.to_owned(), log_file.to_owned());
-        NodeProcess { child, manager, p2p_port, data_dir, log_file, args, env }
+        NodeProcess { child, manager, p2p_port, data_dir, log_file, args, env, netns }
     }
 
-    async fn spawn_with(
-        data_dir: &Path,
-        log_file: &Path,
-        manager: SocketAddr,
-        p2p_port: u16,
-        args: Vec<String>,
-        env: Vec<(String, String)>,
-    ) -> Result<NodeProcess, String> {
-        let mut node = Self::spawn(data_dir, log_file, manager, p2p_port, args, env);
+    async fn spawn_with(data_dir: &Path, log_file: &Path, launch: Launch) -> Result<NodeProcess, String> {
+        let mut node = Self::spawn(data_dir, log_file, launch);
         node.wait_ready(START_TIMEOUT).await?;
         Ok(node)
     }
 
     /// Starts the same node again (same data dir, ports and flags) after it stopped.
     pub async fn restart(self) -> NodeProcess {
-        let NodeProcess { manager, p2p_port, data_dir, log_file, args, env, .. } = &self;
-        let (manager, p2p_port, args, env) = (*manager, *p2p_port, args.clone(), env.clone());
+        let NodeProcess { manager, p2p_port, data_dir, log_file, args, env, netns, .. } = &self;
+        let launch = Launch {
+            manager: *manager,
+            p2p_port: *p2p_port,
+            args: args.clone(),
+            env: env.clone(),
+            netns: netns.clone(),
+        };
         let (data_dir, log_file) = (data_dir.clone(), log_file.clone());
         drop(self);
-        Self::spawn_with(&data_dir, &log_file, manager, p2p_port, args, env)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
+        Self::spawn_with(&data_dir, &log_file, launch).await.unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Waits until this node (not another one on the same port: the peer id must be the one of
@@ -205,7 +251,7 @@ impl NodeProcess {
                 .ok()
                 .and_then(|k| udht::net::decode_identity(&k).ok())
                 .map(|k| k.public().to_peer_id().to_string())?;
-            let mut c = Client::connect(self.manager, Duration::from_secs(1)).await.ok()?;
+            let mut c = self.client(Duration::from_secs(1)).await.ok()?;
             let r = c.request(&json!({"message_type": 9})).await.ok()?;
             (r["result"] == "completed" && r["data"]["peer_id"] == own.as_str()).then_some(Ok(()))
         })
@@ -217,14 +263,41 @@ impl NodeProcess {
         std::fs::read_to_string(&self.log_file).unwrap_or_default()
     }
 
+    /// A fresh connection to its manager socket (from inside its namespace, if it has one).
+    pub async fn client(&self, timeout: Duration) -> Result<Client, ClientError> {
+        let Some(ns) = &self.netns else { return Client::connect(self.manager, timeout).await };
+        let stream = super::netns::connect(ns, self.manager, timeout)
+            .await
+            .map_err(|source| ClientError::Connect { addr: self.manager, source })?;
+        Client::from_stream(stream, timeout)
+    }
+
     /// One request on a fresh connection.
     pub async fn request(&self, request: Value) -> Value {
-        let mut c = Client::connect(self.manager, REQUEST_TIMEOUT).await.unwrap();
+        let mut c = self.client(REQUEST_TIMEOUT).await.unwrap();
         c.request(&request).await.unwrap()
     }
 
     pub async fn status(&self) -> Value {
         self.request(json!({"message_type": 9})).await["data"].clone()
+    }
+
+    /// The peer ids the node's status lists as connected.
+    pub async fn connected_peers(&self) -> Vec<String> {
+        let status = self.status().await;
+        let peers = status["connected_peers"].as_array().cloned().unwrap_or_default();
+        peers.iter().filter_map(|p| p.as_str().map(str::to_owned)).collect()
+    }
+
+    /// The CPU time (user and system) the process has used so far.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields 14 and 15 (utime, stime), counted after the command name's closing parenthesis.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let ticks: u64 =
+            after.split_whitespace().skip(11).take(2).filter_map(|t| t.parse::<u64>().ok()).sum();
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Duration::from_millis(ticks * 1000 / per_second)
     }
 
     /// Whether the process has not exited.
@@ -260,6 +333,15 @@ impl NodeProcess {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         self.child.wait().unwrap()
     }
+}
+
+/// How to launch a node process (kept for restarts).
+struct Launch {
+    manager: SocketAddr,
+    p2p_port: u16,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    netns: Option<String>,
 }
 
 impl Drop for NodeProcess {
