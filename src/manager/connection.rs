@@ -121,7 +121,8 @@ pub struct Connection {
     out: Vec<u8>,
     scanner: Scanner,
     max_request: usize,
-    /// When the first byte of the request now being read arrived.
+    /// When the request now being read was first found incomplete: just after the read that
+    /// brought its first bytes (a request that arrives whole is never timed).
     request_started: Option<Instant>,
     /// A frame found by [`Connection::has_buffered_frame`], returned by the next read.
     pending: Option<Bytes>,
@@ -159,7 +160,6 @@ impl Connection {
                 self.request_started = None;
                 return Ok(None);
             }
-            self.request_started.get_or_insert_with(Instant::now);
         }
         match self.scanner.scan(&self.buf) {
             Some(end) if end > self.max_request => Err(FrameError::TooLarge(self.max_request)),
@@ -172,7 +172,12 @@ impl Connection {
                 Ok(Some(frame))
             }
             None if self.buf.len() > self.max_request => Err(FrameError::TooLarge(self.max_request)),
-            None => Ok(None),
+            None => {
+                // Timed from the first scan that found it incomplete, right after the read that
+                // brought its first bytes: a request that arrives whole costs no clock read.
+                self.request_started.get_or_insert_with(Instant::now);
+                Ok(None)
+            }
         }
     }
 

@@ -16,7 +16,7 @@ use crate::node::{LivenessCounts, NodeError, NodeHandle, Status, SyncStats};
 
 use super::config::ManagerConfig;
 use super::connection::{Connection, FrameError};
-use super::protocol::{self as p, Frame, MemberRow, RecordView, Request, TableView};
+use super::protocol::{self as p, Frame, MemberRow, Request, TableView};
 use super::stats::{ManagerStats, StatsSnapshot};
 use super::timestamp::{format_micros_into, TIMESTAMP_LEN};
 use super::watching;
@@ -310,7 +310,7 @@ async fn run(request: Request, node: &NodeHandle, stats: &ManagerStats) -> (Vec<
         }
         Request::Remove { key } => write_reply(p::ACTION_REMOVE, node.remove(key).await, (), ()),
         Request::Get { key } => match node.get(&key) {
-            Some(r) => (p::completed(p::ACTION_GET, &RecordView(&r)), COMPLETED),
+            Some(r) => (p::completed_record(p::ACTION_GET, &r), COMPLETED),
             None => (p::failed(p::ACTION_GET, &()), FAILED),
         },
         Request::Table { json } => {
@@ -330,7 +330,7 @@ async fn run(request: Request, node: &NodeHandle, stats: &ManagerStats) -> (Vec<
             }
         }
         Request::Identity => match node.own_record() {
-            Some(r) => (p::completed(p::ACTION_ID, &RecordView(&r)), COMPLETED),
+            Some(r) => (p::completed_record(p::ACTION_ID, &r), COMPLETED),
             None => (p::error_reply(p::ACTION_ID, &(), "own record not written yet"), ERROR),
         },
         Request::Status => {

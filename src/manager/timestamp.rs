@@ -12,25 +12,37 @@ pub fn format_micros_into(us: i64, buf: &mut [u8; TIMESTAMP_LEN]) -> &[u8] {
     let frac = us.rem_euclid(1_000_000);
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let rem = secs.rem_euclid(86_400);
-    let y = y.clamp(0, 9999);
-    let mut put = |at: usize, width: usize, mut v: i64| {
-        for i in (at..at + width).rev() {
-            buf[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
+    let y = y.clamp(0, 9999) as u32;
+    // Two digits per step from a table: half the divisions of digit-by-digit (this runs for
+    // every record shown, three times).
+    let mut pair = |at: usize, v: u32| {
+        let i = 2 * v as usize;
+        buf[at..at + 2].copy_from_slice(&DIGIT_PAIRS[i..i + 2]);
     };
-    put(0, 4, y);
-    put(5, 2, m.into());
-    put(8, 2, d.into());
-    put(11, 2, rem / 3600);
-    put(14, 2, (rem / 60) % 60);
-    put(17, 2, rem % 60);
-    put(20, 6, frac);
+    let (rem, frac) = (rem as u32, frac as u32);
+    pair(0, y / 100);
+    pair(2, y % 100);
+    pair(5, m);
+    pair(8, d);
+    pair(11, rem / 3600);
+    pair(14, (rem / 60) % 60);
+    pair(17, rem % 60);
+    pair(20, frac / 10_000);
+    pair(22, (frac / 100) % 100);
+    pair(24, frac % 100);
     for (i, c) in [(4, b'-'), (7, b'-'), (10, b' '), (13, b':'), (16, b':'), (19, b'.')] {
         buf[i] = c;
     }
     &buf[..]
 }
+
+/// "00" to "99".
+const DIGIT_PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
 
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day); H. Hinnant's algorithm.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {

@@ -11,9 +11,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 mod client_side;
+mod record_json;
 mod watch;
 
 pub use client_side::{ClientRequest, PeerData};
+pub use record_json::completed_record;
 pub use watch::{change_line, lagged_line, ready_line, snapshot_line, ACTION_WATCH};
 
 use super::timestamp::{format_micros_into, TIMESTAMP_LEN};
