@@ -1,5 +1,7 @@
 //! The own record's life in the replica: jittered refresh, leaving, and other nodes' expiry.
 
+use std::time::Duration;
+
 use super::tests::{handle, persisted_seq, replica, NOW_US};
 use super::*;
 use crate::core::sign::{peer_id_of, Signer};
@@ -35,6 +37,44 @@ fn refreshes_are_jittered_within_a_fifth_of_the_interval_and_replay_from_the_see
     assert!(distinct.len() > 10, "jittered, not fixed: {waits:?}");
     assert_eq!(waits, refresh_waits(7), "the same seed draws the same waits");
     assert_ne!(waits, refresh_waits(8));
+}
+
+#[test]
+fn the_refresh_stretches_to_a_second_per_known_node_but_stays_within_a_quarter_of_the_ttl() {
+    // 200 other nodes' records: the 60 s interval stretches to 200 s.
+    let now_ms = (NOW_US / 1000) as u64;
+    let node_records: Vec<_> = (0..200u16)
+        .map(|i| {
+            let mut secret = [7u8; 32];
+            secret[..2].copy_from_slice(&i.to_be_bytes());
+            let mut other = Table::new(Signer::from_secret(secret), "test", TableConfig::default());
+            let key = peer_id_of(&other.writer());
+            let fields = PeerFields { name: Some(format!("n{i}")), ..Default::default() };
+            other.put(key, PeerRecord::create(fields, 1), now_ms)
+        })
+        .collect();
+    let waits_with = |ttl: Duration| {
+        let config = TableConfig { node_ttl: ttl, ..TableConfig::default() };
+        let mut r = Replica::new(replica(1).config, Table::new(Signer::from_secret([1; 32]), "test", config));
+        for e in &node_records {
+            r.table.merge(e.clone(), now_ms).unwrap();
+        }
+        let mut out = handle(&mut r, Input::Start);
+        let mut waits = Vec::new();
+        for _ in 0..10 {
+            waits.extend(out.iter().filter_map(|o| match o {
+                Output::Schedule { after_ms, timer: Timer::Refresh } => Some(*after_ms),
+                _ => None,
+            }));
+            out = handle(&mut r, Input::TimerFired(Timer::Refresh));
+        }
+        waits
+    };
+    let waits = waits_with(DEFAULT_NODE_TTL);
+    assert!(!waits.is_empty() && waits.iter().all(|w| (160_000..=240_000).contains(w)), "{waits:?}");
+    // With a node TTL of 400 s, a quarter of it (100 s) is the most: records never expire.
+    let waits = waits_with(Duration::from_secs(400));
+    assert!(!waits.is_empty() && waits.iter().all(|w| (80_000..=120_000).contains(w)), "{waits:?}");
 }
 
 #[test]

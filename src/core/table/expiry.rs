@@ -37,4 +37,14 @@ impl Table {
         self.stats.nodes_expired += expired.len() as u64;
         expired
     }
+
+    /// Live node records (keys that are peer ids): how many nodes the table knows.
+    pub fn node_records(&self) -> usize {
+        self.iter_live().filter(|(k, _)| owner_of_key(k).is_some()).count()
+    }
+
+    /// How long a node record lives without a refresh.
+    pub fn node_ttl_ms(&self) -> u64 {
+        self.node_ttl_ms
+    }
 }
