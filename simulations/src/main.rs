@@ -5,6 +5,7 @@
 mod chart;
 mod model;
 mod scenarios;
+mod traffic;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use udht::NodeConfig;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 enum Scenario {
+    Idle,
     Spread,
     Join,
     Partition,
@@ -31,8 +33,9 @@ struct Args {
     /// Nodes in the cluster.
     #[arg(long, default_value_t = 20)]
     nodes: usize,
-    #[arg(long, value_enum, default_value = "all")]
-    scenario: Scenario,
+    /// Scenarios to run, comma-separated, in the order idle, spread, join, partition, churn.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
+    scenario: Vec<Scenario>,
     /// Where report.json and the charts go (model.json with --model).
     #[arg(long, default_value = "simulations/out")]
     out: PathBuf,
@@ -45,6 +48,18 @@ struct Args {
     /// Stop/restart rounds in the churn scenario.
     #[arg(long, default_value_t = 5)]
     churn_rounds: usize,
+    /// Idle scenario: wait after the cluster converged before measuring, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    idle_settle: f64,
+    /// Idle scenario: the measuring window, in seconds (at least one Kademlia walk, 60 s).
+    #[arg(long, default_value_t = 60.0)]
+    idle_secs: f64,
+    /// Idle scenario: isolated writes timed after the window.
+    #[arg(long, default_value_t = 20)]
+    idle_writes: usize,
+    /// Idle scenario: seconds from one isolated write to the next (longer than a write's gossip).
+    #[arg(long, default_value_t = 3.0)]
+    idle_write_gap: f64,
     /// Anti-entropy interval of every node, in seconds.
     #[arg(long, default_value_t = 10.0)]
     sync_interval: f64,
@@ -98,8 +113,18 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
     eprintln!("{} nodes up and converged in {:.1}s", args.nodes, started.elapsed().as_secs_f64());
 
     let mut sim = scenarios::Sim::new(&mut cluster, args.seed, timeout);
-    let wanted = |s: Scenario| args.scenario == s || args.scenario == Scenario::All;
+    let wanted = |s: Scenario| args.scenario.contains(&s) || args.scenario.contains(&Scenario::All);
     let mut results = Vec::new();
+    if wanted(Scenario::Idle) {
+        let idle = scenarios::IdleOptions {
+            settle: Duration::from_secs_f64(args.idle_settle),
+            window: Duration::from_secs_f64(args.idle_secs),
+            writes: args.idle_writes,
+            gap: Duration::from_secs_f64(args.idle_write_gap),
+            refresh_interval: udht::app::DEFAULT_REFRESH_INTERVAL,
+        };
+        results.push(sim.idle(&idle).await?);
+    }
     if wanted(Scenario::Spread) {
         results.push(sim.spread(args.writes).await?);
     }
