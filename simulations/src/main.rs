@@ -4,6 +4,7 @@
 
 mod chart;
 mod model;
+mod scale;
 mod scenarios;
 mod traffic;
 
@@ -81,10 +82,36 @@ struct Args {
     /// Message loss in the model, for both cases (default: 1% clean, 5% faulty).
     #[arg(long)]
     loss: Option<f64>,
+    /// Compute idle traffic per node at large N from idle scenario reports (`report.json` of
+    /// runs at two sizes or more, comma-separated) instead of running anything.
+    #[arg(long, value_delimiter = ',')]
+    scale: Vec<PathBuf>,
+    /// Sizes --scale computes.
+    #[arg(long, value_delimiter = ',', default_value = "50,1000,10000")]
+    scale_sizes: Vec<usize>,
+    /// Connections a node keeps at scale (the connection manager's high mark: 2 x 8 target).
+    #[arg(long, default_value_t = 16.0)]
+    scale_connections: f64,
+    /// Bytes on the wire to open a connection (TCP, noise, yamux, identify both ways, the
+    /// anti-entropy round a new connection starts): an estimate, see `scale.rs`.
+    #[arg(long, default_value_t = 6000.0)]
+    scale_dial_bytes: f64,
+    /// Liveness probes each node starts per second (one per probe period).
+    #[arg(long, default_value_t = 1.0)]
+    scale_probes_per_sec: f64,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if !args.scale.is_empty() {
+        return scale::run(&scale::Options {
+            reports: args.scale,
+            sizes: args.scale_sizes,
+            connections: args.scale_connections,
+            dial_bytes: args.scale_dial_bytes,
+            probes_per_sec: args.scale_probes_per_sec,
+        });
+    }
     if args.model {
         let Args { replicas, seed, degree, loss, out, .. } = args;
         return model::run(&model::Options { replicas, seed, degree, loss, out });

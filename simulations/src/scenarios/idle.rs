@@ -63,6 +63,7 @@ impl Sim<'_> {
         );
         tokio::time::sleep(o.settle).await;
         let connections = self.mean_connections();
+        let churn_start = self.link_churn();
         let Some(start) = traffic::loopback() else {
             anyhow::bail!("loopback counters unreadable (/proc/self/net/dev): the idle scenario needs them");
         };
@@ -71,6 +72,11 @@ impl Sim<'_> {
         tokio::time::sleep(o.window / 2).await;
         let end = traffic::loopback().unwrap_or(middle);
         let connections_end = self.mean_connections();
+        let churn_end = self.link_churn();
+        // Pings that time out on a starved host close connections, and re-dialling them costs
+        // handshakes: shown so that such a window is recognised.
+        let dead_closed = churn_end.0.saturating_sub(churn_start.0);
+        let dials = churn_end.1.saturating_sub(churn_start.1);
         let idle = Rate::between(start, end, n);
         let halves = [Rate::between(start, middle, n), Rate::between(middle, end, n)];
         self.idle_rate = Some(idle.bytes_per_node_per_sec());
@@ -97,6 +103,9 @@ impl Sim<'_> {
             "nodes": n,
             "mean_connections_per_node": (connections + connections_end) / 2.0,
             "connections_per_node_at_start_and_end": [connections, connections_end],
+            "window_dead_connections_closed": dead_closed,
+            "window_dials": dials,
+            "window_end_members_not_alive": churn_end.2,
             "settle_secs": o.settle.as_secs_f64(),
             "window": idle.to_json(),
             "window_halves": [halves[0].to_json(), halves[1].to_json()],
@@ -112,13 +121,15 @@ impl Sim<'_> {
         });
         println!(
             "idle      N={n}: {:.0} B/s/node idle over {:.0}s (halves {:.0} / {:.0}; {:.1} packets/s/node; \
-             {connections:.1} -> {connections_end:.1} connections/node); {per_write:.0} B/write/node ({} isolated writes); \
+             {connections:.1} -> {connections_end:.1} connections/node, \
+             {dead_closed} dead connections closed, {dials} dials, {} members not alive at the end); {per_write:.0} B/write/node ({} isolated writes); \
              refresh every {:.0}s adds {refresh_amortised:.1} B/s/node: {total:.0} B/s/node in all",
             idle.bytes_per_node_per_sec(),
             idle.secs,
             halves[0].bytes_per_node_per_sec(),
             halves[1].bytes_per_node_per_sec(),
             idle.packets_per_node_per_sec(),
+            churn_end.2,
             o.writes,
             refresh_secs,
         );
@@ -130,6 +141,20 @@ impl Sim<'_> {
             latencies_ms: Vec::new(),
             timeline: Vec::new(),
         })
+    }
+
+    /// Summed over the running nodes: connections closed for failed pings, dials, and members
+    /// seen suspect or dead.
+    fn link_churn(&self) -> (u64, u64, usize) {
+        let mut out = (0, 0, 0);
+        for i in self.cluster.running() {
+            if let Ok(s) = self.cluster.status(i) {
+                out.0 += s.net_stats.dead_connections_closed;
+                out.1 += s.net_stats.dials;
+                out.2 += s.liveness.suspect + s.liveness.dead;
+            }
+        }
+        out
     }
 
     /// Open connections per running node, on average.
