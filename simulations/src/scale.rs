@@ -38,6 +38,9 @@ pub struct Options {
     pub dial_bytes: f64,
     /// Liveness probes each node starts per second.
     pub probes_per_sec: f64,
+    /// If set, the refresh interval grows with N so the whole network refreshes at most this many
+    /// records per second (an option, not what nodes do today): interval = max(measured, N / rate).
+    pub max_refresh_rate: Option<f64>,
 }
 
 /// One measured run, as its report gives it.
@@ -105,6 +108,9 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
         "inputs (given): {:.0} connections/node at scale, {:.0} bytes per connection opened, {:.1} probes/s/node",
         o.connections, o.dial_bytes, o.probes_per_sec
     );
+    if let Some(r) = o.max_refresh_rate {
+        println!("  refresh interval: max({:.0} s, N / {r} per second)", largest.refresh_secs);
+    }
     println!(
         "{:>7} {:>6} {:>7} {:>9} {:>12} {:>8} {:>10} {:>16}",
         "N", "conns", "fixed", "per-conn", "probe dials", "refresh", "total B/s", "without dials"
@@ -115,7 +121,8 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
         let conn_part = per_conn * conns;
         let unconnected = (1.0 - conns / (n - 1.0).max(1.0)).max(0.0);
         let dials = o.probes_per_sec * unconnected * o.dial_bytes;
-        let refresh = n / largest.refresh_secs * largest.per_write;
+        let interval = o.max_refresh_rate.map_or(largest.refresh_secs, |r| largest.refresh_secs.max(n / r));
+        let refresh = n / interval * largest.per_write;
         let total = fixed + conn_part + dials + refresh;
         println!(
             "{n:>7} {conns:>6.0} {fixed:>7.0} {conn_part:>9.0} {dials:>12.0} {refresh:>8.0} {total:>10.0} {:>16.0}",
