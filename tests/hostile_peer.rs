@@ -26,7 +26,7 @@ use udht::core::{now_micros, now_millis, Entry, PeerFields, PeerRecord, Stamp, T
 use udht::node::Status;
 use udht::{NodeConfig, NodeHandle, RunningNode};
 
-const TOPIC: &str = "udht/peers/2";
+const TOPIC: &str = "udht/peers/3";
 const SYNC_PROTOCOL: &str = "/udht/sync/3.0.0";
 /// The rogue identifies itself as a udht peer: a peer that does not is closed as a stranger.
 const IDENTIFY_PROTOCOL: &str = "/udht/id/1.0.0";
@@ -68,10 +68,20 @@ fn rogue_swarm() -> Swarm<Rogue> {
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
         .expect("tcp transport")
         .with_behaviour(|key| {
-            // 1 MiB: the rogue may publish far more than the victim accepts.
-            let config = gossipsub::ConfigBuilder::default().max_transmit_size(1 << 20).build().unwrap();
-            let mut gossipsub =
-                gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), config).unwrap();
+            // 1 MiB: the rogue may publish far more than the victim accepts. Anonymous messages,
+            // as udht's own (its topic refuses signed ones), so ids must come from the content:
+            // the default id (author and sequence number) would be one id for all of them.
+            let config = gossipsub::ConfigBuilder::default()
+                .max_transmit_size(1 << 20)
+                .validation_mode(gossipsub::ValidationMode::Anonymous)
+                .message_id_fn(|m: &gossipsub::Message| {
+                    let mut h = std::hash::DefaultHasher::new();
+                    std::hash::Hash::hash(&m.data, &mut h);
+                    gossipsub::MessageId::from(std::hash::Hasher::finish(&h).to_be_bytes().to_vec())
+                })
+                .build()
+                .unwrap();
+            let mut gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, config).unwrap();
             gossipsub.subscribe(&IdentTopic::new(TOPIC)).unwrap();
             let codec = cbor::codec::Codec::default().set_response_size_maximum(8 << 20);
             let protocols = [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)];

@@ -4,7 +4,9 @@
 
 mod chart;
 mod model;
+mod scale;
 mod scenarios;
+mod traffic;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,6 +20,7 @@ use udht::NodeConfig;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 enum Scenario {
+    Idle,
     Spread,
     Join,
     Partition,
@@ -31,8 +34,9 @@ struct Args {
     /// Nodes in the cluster.
     #[arg(long, default_value_t = 20)]
     nodes: usize,
-    #[arg(long, value_enum, default_value = "all")]
-    scenario: Scenario,
+    /// Scenarios to run, comma-separated, in the order idle, spread, join, partition, churn.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
+    scenario: Vec<Scenario>,
     /// Where report.json and the charts go (model.json with --model).
     #[arg(long, default_value = "simulations/out")]
     out: PathBuf,
@@ -45,6 +49,18 @@ struct Args {
     /// Stop/restart rounds in the churn scenario.
     #[arg(long, default_value_t = 5)]
     churn_rounds: usize,
+    /// Idle scenario: wait after the cluster converged before measuring, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    idle_settle: f64,
+    /// Idle scenario: the measuring window, in seconds (at least one Kademlia walk, 60 s).
+    #[arg(long, default_value_t = 60.0)]
+    idle_secs: f64,
+    /// Idle scenario: isolated writes timed after the window.
+    #[arg(long, default_value_t = 20)]
+    idle_writes: usize,
+    /// Idle scenario: seconds from one isolated write to the next (longer than a write's gossip).
+    #[arg(long, default_value_t = 3.0)]
+    idle_write_gap: f64,
     /// Anti-entropy interval of every node, in seconds.
     #[arg(long, default_value_t = 10.0)]
     sync_interval: f64,
@@ -66,10 +82,41 @@ struct Args {
     /// Message loss in the model, for both cases (default: 1% clean, 5% faulty).
     #[arg(long)]
     loss: Option<f64>,
+    /// Compute idle traffic per node at large N from idle scenario reports (`report.json` of
+    /// runs at two sizes or more, comma-separated) instead of running anything.
+    #[arg(long, value_delimiter = ',')]
+    scale: Vec<PathBuf>,
+    /// Sizes --scale computes.
+    #[arg(long, value_delimiter = ',', default_value = "50,1000,10000")]
+    scale_sizes: Vec<usize>,
+    /// Connections a node keeps at scale (the connection manager's high mark: 2 x 8 target).
+    #[arg(long, default_value_t = 16.0)]
+    scale_connections: f64,
+    /// Bytes on the wire to open a connection (TCP, noise, yamux, identify both ways, the
+    /// anti-entropy round a new connection starts): an estimate, see `scale.rs`.
+    #[arg(long, default_value_t = 6000.0)]
+    scale_dial_bytes: f64,
+    /// Liveness probes each node starts per second (one per probe period).
+    #[arg(long, default_value_t = 1.0)]
+    scale_probes_per_sec: f64,
+    /// With --scale: let the refresh interval grow with N so that the network refreshes at most
+    /// this many records per second (what-if; nodes refresh every 30 min today).
+    #[arg(long)]
+    scale_max_refresh_rate: Option<f64>,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if !args.scale.is_empty() {
+        return scale::run(&scale::Options {
+            reports: args.scale,
+            sizes: args.scale_sizes,
+            connections: args.scale_connections,
+            dial_bytes: args.scale_dial_bytes,
+            probes_per_sec: args.scale_probes_per_sec,
+            max_refresh_rate: args.scale_max_refresh_rate,
+        });
+    }
     if args.model {
         let Args { replicas, seed, degree, loss, out, .. } = args;
         return model::run(&model::Options { replicas, seed, degree, loss, out });
@@ -98,8 +145,18 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
     eprintln!("{} nodes up and converged in {:.1}s", args.nodes, started.elapsed().as_secs_f64());
 
     let mut sim = scenarios::Sim::new(&mut cluster, args.seed, timeout);
-    let wanted = |s: Scenario| args.scenario == s || args.scenario == Scenario::All;
+    let wanted = |s: Scenario| args.scenario.contains(&s) || args.scenario.contains(&Scenario::All);
     let mut results = Vec::new();
+    if wanted(Scenario::Idle) {
+        let idle = scenarios::IdleOptions {
+            settle: Duration::from_secs_f64(args.idle_settle),
+            window: Duration::from_secs_f64(args.idle_secs),
+            writes: args.idle_writes,
+            gap: Duration::from_secs_f64(args.idle_write_gap),
+            refresh_interval: udht::app::DEFAULT_REFRESH_INTERVAL,
+        };
+        results.push(sim.idle(&idle).await?);
+    }
     if wanted(Scenario::Spread) {
         results.push(sim.spread(args.writes).await?);
     }

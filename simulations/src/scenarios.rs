@@ -13,6 +13,11 @@ use udht::cluster::Cluster;
 use udht::core::PeerFields;
 use udht::NodeHandle;
 
+use crate::traffic;
+
+mod idle;
+pub use idle::IdleOptions;
+
 /// Progress lines at most this often, so long runs show they are alive.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 /// Convergence timeline sampling period.
@@ -59,14 +64,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-/// Bytes sent over the loopback interface (all nodes share it); `None` where it cannot be read.
-fn loopback_tx_bytes() -> Option<u64> {
-    std::fs::read_to_string("/sys/class/net/lo/statistics/tx_bytes").ok()?.trim().parse().ok()
-}
-
 /// Traffic counters at the start of a scenario.
 struct Traffic {
-    bytes: Option<u64>,
+    wire: Option<traffic::Counters>,
     messages: u64,
     at: Instant,
 }
@@ -76,11 +76,13 @@ pub struct Sim<'a> {
     rng: StdRng,
     timeout: Duration,
     next_key: usize,
+    /// Idle bytes per node per second, once the idle scenario has measured them.
+    idle_rate: Option<f64>,
 }
 
 impl<'a> Sim<'a> {
     pub fn new(cluster: &'a mut Cluster, seed: u64, timeout: Duration) -> Self {
-        Sim { cluster, rng: StdRng::seed_from_u64(seed), timeout, next_key: 0 }
+        Sim { cluster, rng: StdRng::seed_from_u64(seed), timeout, next_key: 0, idle_rate: None }
     }
 
     fn random_running(&mut self) -> usize {
@@ -100,19 +102,56 @@ impl<'a> Sim<'a> {
     }
 
     async fn traffic_start(&self) -> Traffic {
-        Traffic { bytes: loopback_tx_bytes(), messages: self.messages_sent().await, at: Instant::now() }
+        Traffic { wire: traffic::loopback(), messages: self.messages_sent().await, at: Instant::now() }
     }
 
-    /// Bytes and messages sent per node per second since `t`.
+    /// Bytes and messages sent per node per second since `t` (bytes: see [`traffic`]).
     async fn traffic_figures(&self, t: Traffic) -> Value {
         let secs = t.at.elapsed().as_secs_f64().max(1e-9);
-        let n = self.cluster.running().len().max(1) as f64;
-        let bytes = match (t.bytes, loopback_tx_bytes()) {
-            (Some(a), Some(b)) => json!((b.saturating_sub(a)) as f64 / n / secs),
-            _ => Value::Null,
+        let n = self.cluster.running().len();
+        let (bytes, bytes_per_node) = match (t.wire, traffic::loopback()) {
+            (Some(a), Some(b)) => {
+                let rate = traffic::Rate::between(a, b, n);
+                (json!(rate.bytes_per_node_per_sec()), json!(rate.bytes_per_node))
+            }
+            _ => (Value::Null, Value::Null),
         };
-        let messages = self.messages_sent().await.saturating_sub(t.messages) as f64 / n / secs;
-        json!({"bytes_per_node_per_sec": bytes, "messages_per_node_per_sec": messages, "duration_secs": secs})
+        let messages = self.messages_sent().await.saturating_sub(t.messages) as f64 / n.max(1) as f64 / secs;
+        json!({
+            "bytes_per_node_per_sec": bytes,
+            "bytes_per_node": bytes_per_node,
+            "messages_per_node_per_sec": messages,
+            "duration_secs": secs,
+        })
+    }
+
+    /// Writes `key` at node `writer` and waits until every running node has applied it: the
+    /// time that took, or `None` if some node did not within the timeout.
+    async fn write_and_wait(
+        &mut self,
+        writer: usize,
+        key: String,
+        fields: PeerFields,
+    ) -> anyhow::Result<Option<Duration>> {
+        let handles: Vec<NodeHandle> = self
+            .cluster
+            .running()
+            .iter()
+            .map(|&i| self.cluster.handle(i).cloned())
+            .collect::<Result<_, _>>()?;
+        // Register the waiters before the write, so no arrival is missed.
+        let waits: Vec<_> = handles
+            .iter()
+            .map(|h| {
+                let (h, key) = (h.clone(), key.clone());
+                tokio::spawn(async move { h.wait_for_key(key).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        let t0 = Instant::now();
+        self.cluster.handle(writer)?.add(key, fields).await?;
+        let all = tokio::time::timeout(self.timeout, futures_join(waits)).await;
+        Ok(all.ok().map(|()| t0.elapsed()))
     }
 
     /// Samples the fraction of running nodes on the majority digest until all agree or timeout.
@@ -145,29 +184,10 @@ impl<'a> Sim<'a> {
         let mut missed = 0;
         let mut last_progress = Instant::now();
         for w in 0..writes {
-            let key = format!("spread-{w}");
             let writer = self.random_running();
-            let handles: Vec<NodeHandle> = self
-                .cluster
-                .running()
-                .iter()
-                .map(|&i| self.cluster.handle(i).cloned())
-                .collect::<Result<_, _>>()?;
-            // Register the waiters before the write, so no arrival is missed.
-            let waits: Vec<_> = handles
-                .iter()
-                .map(|h| {
-                    let (h, key) = (h.clone(), key.clone());
-                    tokio::spawn(async move { h.wait_for_key(key).await })
-                })
-                .collect();
-            tokio::task::yield_now().await;
-            let t0 = Instant::now();
-            self.cluster.handle(writer)?.add(key, peer(w)).await?;
-            let all = tokio::time::timeout(self.timeout, futures_join(waits)).await;
-            match all {
-                Ok(()) => latencies.push(t0.elapsed().as_secs_f64() * 1000.0),
-                Err(_) => missed += 1,
+            match self.write_and_wait(writer, format!("spread-{w}"), peer(w)).await? {
+                Some(t) => latencies.push(t.as_secs_f64() * 1000.0),
+                None => missed += 1,
             }
             if last_progress.elapsed() > PROGRESS_EVERY {
                 eprintln!("  spread: {}/{writes} writes", w + 1);
@@ -185,14 +205,27 @@ impl<'a> Sim<'a> {
             "max_ms": sorted.last().copied().unwrap_or(f64::NAN),
         });
         merge(&mut figures, self.traffic_figures(traffic).await);
+        // Writes back to back: gossip of several writes shares messages, so this is the cheap
+        // end of a write's cost (the idle scenario times isolated writes). Net of the idle rate
+        // when the idle scenario ran before.
+        let per_write = |bytes: f64| bytes / writes.max(1) as f64;
+        if let Some(bytes) = figures["bytes_per_node"].as_f64() {
+            figures["bytes_per_write_per_node"] = json!(per_write(bytes));
+            if let (Some(idle), Some(secs)) = (self.idle_rate, figures["duration_secs"].as_f64()) {
+                figures["bytes_per_write_per_node_net_of_idle"] = json!(per_write(bytes - idle * secs));
+            }
+        }
         let converged = missed == 0 && self.cluster.wait_converged(self.timeout).await.is_ok();
         println!(
-            "spread    N={} writes={writes}: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms, converged={converged}",
+            "spread    N={} writes={writes}: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms, \
+             {:.0} B/write/node ({:.0} net of idle), converged={converged}",
             self.cluster.running().len(),
             figures["p50_ms"].as_f64().unwrap_or(f64::NAN),
             figures["p90_ms"].as_f64().unwrap_or(f64::NAN),
             figures["p99_ms"].as_f64().unwrap_or(f64::NAN),
             figures["max_ms"].as_f64().unwrap_or(f64::NAN),
+            figures["bytes_per_write_per_node"].as_f64().unwrap_or(f64::NAN),
+            figures["bytes_per_write_per_node_net_of_idle"].as_f64().unwrap_or(f64::NAN),
         );
         Ok(Outcome {
             name: "spread".into(),
