@@ -99,10 +99,6 @@ struct Args {
     /// Liveness probes each node starts per second (one per probe period).
     #[arg(long, default_value_t = 1.0)]
     scale_probes_per_sec: f64,
-    /// With --scale: let the refresh interval grow with N so that the network refreshes at most
-    /// this many records per second (what-if; nodes refresh every 30 min today).
-    #[arg(long)]
-    scale_max_refresh_rate: Option<f64>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -114,7 +110,6 @@ fn main() -> anyhow::Result<()> {
             connections: args.scale_connections,
             dial_bytes: args.scale_dial_bytes,
             probes_per_sec: args.scale_probes_per_sec,
-            max_refresh_rate: args.scale_max_refresh_rate,
         });
     }
     if args.model {

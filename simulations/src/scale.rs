@@ -14,8 +14,10 @@
 //!   are not among the few connected ones, so such a probe first opens a connection (TCP, noise,
 //!   yamux, identify both ways, the anti-entropy round every new connection starts). The fraction
 //!   is 1 - connections / (N - 1), the cost per connection opened an input (`--scale-dial-bytes`);
-//! - the own-record refreshes of all N nodes: N / interval writes per second, each costing every
-//!   node the measured bytes per write (gossipsub forwards a message to a fixed mesh degree
+//! - the own-record refreshes of all N nodes: N / interval writes per second, with the interval
+//!   the nodes use (the configured one, stretched to a second per known node up to a quarter of
+//!   the node TTL: `core::replica::REFRESH_MS_PER_NODE`), each costing every node the measured
+//!   bytes per write (gossipsub forwards a message to a fixed mesh degree
 //!   whatever N is, and IHAVE goes to a fixed number of peers, so a write's cost per node does
 //!   not grow with N).
 
@@ -23,6 +25,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use serde_json::Value;
+use udht::core::replica::REFRESH_MS_PER_NODE;
+use udht::core::table::DEFAULT_NODE_TTL;
 
 /// What `--scale` was asked for.
 #[derive(Debug, Clone)]
@@ -38,9 +42,6 @@ pub struct Options {
     pub dial_bytes: f64,
     /// Liveness probes each node starts per second.
     pub probes_per_sec: f64,
-    /// If set, the refresh interval grows with N so the whole network refreshes at most this many
-    /// records per second (an option, not what nodes do today): interval = max(measured, N / rate).
-    pub max_refresh_rate: Option<f64>,
 }
 
 /// One measured run, as its report gives it.
@@ -108,9 +109,12 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
         "inputs (given): {:.0} connections/node at scale, {:.0} bytes per connection opened, {:.1} probes/s/node",
         o.connections, o.dial_bytes, o.probes_per_sec
     );
-    if let Some(r) = o.max_refresh_rate {
-        println!("  refresh interval: max({:.0} s, N / {r} per second)", largest.refresh_secs);
-    }
+    let per_node_secs = REFRESH_MS_PER_NODE as f64 / 1000.0;
+    let ttl_cap_secs = DEFAULT_NODE_TTL.as_secs_f64() / 4.0;
+    println!(
+        "  refresh interval (the nodes' rule): max({:.0} s, min(N x {per_node_secs} s, node TTL / 4 = {ttl_cap_secs:.0} s))",
+        largest.refresh_secs
+    );
     println!(
         "{:>7} {:>6} {:>7} {:>9} {:>12} {:>8} {:>10} {:>16}",
         "N", "conns", "fixed", "per-conn", "probe dials", "refresh", "total B/s", "without dials"
@@ -121,7 +125,7 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
         let conn_part = per_conn * conns;
         let unconnected = (1.0 - conns / (n - 1.0).max(1.0)).max(0.0);
         let dials = o.probes_per_sec * unconnected * o.dial_bytes;
-        let interval = o.max_refresh_rate.map_or(largest.refresh_secs, |r| largest.refresh_secs.max(n / r));
+        let interval = largest.refresh_secs.max((n * per_node_secs).min(ttl_cap_secs));
         let refresh = n / interval * largest.per_write;
         let total = fixed + conn_part + dials + refresh;
         println!(

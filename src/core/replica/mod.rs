@@ -40,6 +40,7 @@ use crate::core::{Entry, Table};
 pub use antientropy::MAX_SYNC_SESSIONS;
 pub use guard::{BAN_MS, MAX_STRIKES};
 pub use io::{Input, Origin, Output, OwnAddress, RequestId, Seq, Timer, Types, Verdict, WriteError, WriteOp};
+pub use lifecycle::REFRESH_MS_PER_NODE;
 pub use readonly::{ReadOnly, DEFAULT_PROBE_INTERVAL_MS};
 pub use skew::{ClockReport, ClockState};
 
