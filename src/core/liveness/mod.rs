@@ -16,7 +16,7 @@ mod types;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
 
 use rand::rngs::StdRng;
@@ -37,6 +37,10 @@ struct Member {
     suspected_at_ms: u64,
     last_seen_ms: Option<u64>,
     connected: bool,
+    /// Our own probe round (direct, then indirect) went unanswered since the last sign of life:
+    /// an open connection then proves nothing (a paused process keeps its sockets until the
+    /// connection's pings give up, ~17 s).
+    unanswered: bool,
     /// The state readers were last told of.
     shown: State,
 }
@@ -49,13 +53,15 @@ impl Member {
             suspected_at_ms: 0,
             last_seen_ms: None,
             connected: false,
+            unanswered: false,
             shown: State::Alive,
         }
     }
 
-    /// What readers see: an open connection is direct evidence of life.
+    /// What readers see: an open connection is direct evidence of life, unless our own probes
+    /// over it went unanswered.
     fn shown_state(&self) -> State {
-        if self.connected {
+        if self.connected && !self.unanswered {
             State::Alive
         } else {
             self.state
@@ -84,6 +90,10 @@ pub struct Liveness<P, R> {
     me: P,
     incarnation: u64,
     members: HashMap<P, Member>,
+    /// Peers with an open connection, members or not: a connection often opens before the
+    /// peer's node record arrives, and the member added then starts connected (as many as the
+    /// node has connections).
+    connected: HashSet<P>,
     /// Probe order: the members, shuffled each time round.
     order: Vec<P>,
     /// Members whose connection just closed: probed before the round robin resumes (a closed
@@ -109,6 +119,7 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
         Liveness {
             config,
             me,
+            connected: HashSet::new(),
             incarnation: 0,
             members: HashMap::new(),
             order: Vec::new(),
@@ -165,7 +176,9 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
         match input {
             Input::MemberAdded(p) => {
                 if p != self.me && !self.members.contains_key(&p) {
-                    self.members.insert(p.clone(), Member::new());
+                    let mut member = Member::new();
+                    member.connected = self.connected.contains(&p);
+                    self.members.insert(p.clone(), member);
                     // Probed in the next pass of the shuffled order.
                     self.order.push(p);
                     self.dirty = true;
@@ -181,12 +194,14 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
                 }
             }
             Input::Connected(p) => {
+                self.connected.insert(p.clone());
                 if let Some(m) = self.members.get_mut(&p) {
                     m.connected = true;
                 }
                 self.evidence(&p, None, now_ms, &mut out);
             }
             Input::Disconnected(p) => {
+                self.connected.remove(&p);
                 if let Some(m) = self.members.get_mut(&p) {
                     m.connected = false;
                     m.last_seen_ms = Some(now_ms);
@@ -261,6 +276,7 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
         }
         let Some(m) = self.members.get_mut(p) else { return };
         m.last_seen_ms = Some(now_ms);
+        m.unanswered = false;
         if m.state != State::Alive {
             // It is up but has not refuted the claim yet: show it alive here, and make sure the
             // claim reaches it (piggybacked first on our next message to it) so that it does.
@@ -441,13 +457,15 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
     }
 
     fn probe_failed(&mut self, target: &P, now_ms: u64, out: &mut Vec<Output<P, R>>) {
-        let Some(m) = self.members.get(target) else { return };
+        let Some(m) = self.members.get_mut(target) else { return };
+        // Suspected even over an open connection: a paused process keeps its sockets until the
+        // connection's pings time out, so readers see the suspicion at once (and it refutes it,
+        // or answers a probe, as soon as it is up).
+        m.unanswered = true;
         if m.state != State::Alive {
+            self.show(target, out);
             return;
         }
-        // Suspected even over an open connection: a paused process keeps its sockets until the
-        // connection's pings time out. Readers still see it alive while connected; once the
-        // connection closes, the suspicion shows at once (and it refutes it if it is up).
         let u = Update { peer: target.clone(), state: State::Suspect, incarnation: m.incarnation };
         self.apply(u, now_ms, out);
     }

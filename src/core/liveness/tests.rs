@@ -330,16 +330,38 @@ fn a_closed_connection_is_probed_first() {
 }
 
 #[test]
-fn a_connected_member_that_stops_answering_shows_suspect_once_disconnected() {
+fn a_connected_member_whose_probes_go_unanswered_shows_suspect_but_not_dead_while_connected() {
     let mut node: Liveness<u32, Reply> = Liveness::new(0, LivenessConfig::default());
     node.handle(Input::MemberAdded(1), 0);
     node.handle(Input::MemberAdded(2), 0);
     node.handle(Input::Connected(1), 0);
-    // Nobody answers anything (1 is paused; 2 cannot reach it either).
+    // Nobody answers anything (1 is paused, its socket still open; 2 cannot reach it either).
+    let mut suspected_at = None;
     for t in (0..20_000).step_by(100) {
         node.handle(Input::Tick, t);
-        assert_eq!(node.state_of(&1), Some(State::Alive), "connected: alive at {t} ms");
+        if suspected_at.is_none() && node.state_of(&1) == Some(State::Suspect) {
+            suspected_at = Some(t);
+        }
     }
-    node.handle(Input::Disconnected(1), 20_000);
-    assert_ne!(node.state_of(&1), Some(State::Alive), "the failed probes show once the connection is gone");
+    let at = suspected_at.expect("suspected although its connection is open");
+    assert!(at <= 5_000, "suspected only {at} ms in");
+    assert_eq!(node.state_of(&1), Some(State::Suspect), "never dead while its connection is open");
+    // A sign of life shows it alive again at once.
+    node.handle(Input::Connected(1), 20_000);
+    assert_eq!(node.state_of(&1), Some(State::Alive));
+}
+
+#[test]
+fn a_peer_connected_before_its_record_arrives_is_a_connected_member() {
+    // A node's connections open before gossip or anti-entropy brings the peers' node records.
+    let mut node: Liveness<u32, Reply> = Liveness::new(0, LivenessConfig::default());
+    for p in [1, 2] {
+        node.handle(Input::Connected(p), 0);
+    }
+    node.handle(Input::Disconnected(2), 0);
+    for p in 1..4 {
+        node.handle(Input::MemberAdded(p), 0);
+    }
+    let connected: Vec<(u32, bool)> = node.view().iter().map(|m| (m.peer, m.connected)).collect();
+    assert_eq!(connected, vec![(1, true), (2, false), (3, false)]);
 }
