@@ -36,7 +36,6 @@ struct Member {
     incarnation: u64,
     suspected_at_ms: u64,
     last_seen_ms: Option<u64>,
-    connected: bool,
     /// Our own probe round (direct, then indirect) went unanswered since the last sign of life:
     /// an open connection then proves nothing (a paused process keeps its sockets until the
     /// connection's pings give up, ~17 s).
@@ -52,7 +51,6 @@ impl Member {
             incarnation: 0,
             suspected_at_ms: 0,
             last_seen_ms: None,
-            connected: false,
             unanswered: false,
             shown: State::Alive,
         }
@@ -60,8 +58,8 @@ impl Member {
 
     /// What readers see: an open connection is direct evidence of life, unless our own probes
     /// over it went unanswered.
-    fn shown_state(&self) -> State {
-        if self.connected && !self.unanswered {
+    fn shown_state(&self, connected: bool) -> State {
+        if connected && !self.unanswered {
             State::Alive
         } else {
             self.state
@@ -90,9 +88,9 @@ pub struct Liveness<P, R> {
     me: P,
     incarnation: u64,
     members: HashMap<P, Member>,
-    /// Peers with an open connection, members or not: a connection often opens before the
-    /// peer's node record arrives, and the member added then starts connected (as many as the
-    /// node has connections).
+    /// Peers with an open connection, members or not (a connection often opens before the
+    /// peer's node record arrives): the one record of who is connected, as many as the node
+    /// has connections.
     connected: HashSet<P>,
     /// Probe order: the members, shuffled each time round.
     order: Vec<P>,
@@ -148,9 +146,9 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
             .iter()
             .map(|(p, m)| MemberView {
                 peer: p.clone(),
-                state: m.shown_state(),
+                state: m.shown_state(self.connected.contains(p)),
                 last_seen_ms: m.last_seen_ms,
-                connected: m.connected,
+                connected: self.connected.contains(p),
             })
             .collect();
         v.sort_by(|a, b| a.peer.cmp(&b.peer));
@@ -158,7 +156,7 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
     }
 
     pub fn state_of(&self, peer: &P) -> Option<State> {
-        self.members.get(peer).map(Member::shown_state)
+        self.members.get(peer).map(|m| m.shown_state(self.connected.contains(peer)))
     }
 
     /// Whether readers' view is out of date; clears the flag.
@@ -176,9 +174,7 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
         match input {
             Input::MemberAdded(p) => {
                 if p != self.me && !self.members.contains_key(&p) {
-                    let mut member = Member::new();
-                    member.connected = self.connected.contains(&p);
-                    self.members.insert(p.clone(), member);
+                    self.members.insert(p.clone(), Member::new());
                     // Probed in the next pass of the shuffled order.
                     self.order.push(p);
                     self.dirty = true;
@@ -195,15 +191,11 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
             }
             Input::Connected(p) => {
                 self.connected.insert(p.clone());
-                if let Some(m) = self.members.get_mut(&p) {
-                    m.connected = true;
-                }
                 self.evidence(&p, None, now_ms, &mut out);
             }
             Input::Disconnected(p) => {
                 self.connected.remove(&p);
                 if let Some(m) = self.members.get_mut(&p) {
-                    m.connected = false;
                     m.last_seen_ms = Some(now_ms);
                     if !self.hints.contains(&p) {
                         self.hints.push_back(p.clone());
@@ -260,7 +252,7 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
     /// Emits a change of what readers see of `p`, if any.
     fn show(&mut self, p: &P, out: &mut Vec<Output<P, R>>) {
         if let Some(m) = self.members.get_mut(p) {
-            let now = m.shown_state();
+            let now = m.shown_state(self.connected.contains(p));
             if now != m.shown {
                 m.shown = now;
                 out.push(Output::Changed { peer: p.clone(), state: now });
@@ -386,7 +378,7 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
 
     fn tick(&mut self, now_ms: u64, out: &mut Vec<Output<P, R>>) {
         // Connections are continuous evidence (pinged every few seconds by libp2p).
-        for m in self.members.values_mut().filter(|m| m.connected) {
+        for (_, m) in self.members.iter_mut().filter(|(p, _)| self.connected.contains(*p)) {
             m.last_seen_ms = Some(now_ms);
         }
         self.expire_relays(now_ms, out);
@@ -448,7 +440,7 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
         let mut candidates: Vec<&P> = self
             .members
             .iter()
-            .filter(|(p, m)| *p != target && m.shown_state() == State::Alive)
+            .filter(|(p, m)| *p != target && m.shown_state(self.connected.contains(p)) == State::Alive)
             .map(|(p, _)| p)
             .collect();
         candidates.sort();
@@ -475,8 +467,10 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
         let expired: Vec<Update<P>> = self
             .members
             .iter()
-            .filter(|(_, m)| {
-                m.state == State::Suspect && !m.connected && m.suspected_at_ms + timeout <= now_ms
+            .filter(|(p, m)| {
+                m.state == State::Suspect
+                    && !self.connected.contains(*p)
+                    && m.suspected_at_ms + timeout <= now_ms
             })
             .map(|(p, m)| Update { peer: p.clone(), state: State::Dead, incarnation: m.incarnation })
             .collect();
