@@ -20,6 +20,7 @@ mod canned;
 mod cases;
 mod client;
 mod large_table;
+mod render;
 mod report;
 mod watchers;
 
@@ -80,6 +81,7 @@ async fn run(args: Args) -> Result<()> {
         args.records
     );
 
+    render::reply_encoding();
     let mut summary = Summary::default();
     request_cases(&args, &parent, &mut summary).await?;
     large_table(&args, &parent, &mut summary).await?;
