@@ -63,8 +63,31 @@ struct Scanner {
 
 impl Scanner {
     /// Scans `buf` from where the last call stopped; returns the end of the first complete value.
+    /// Inside a container it jumps from one byte that matters to the next (a quote, a backslash
+    /// in a string, a bracket outside one) instead of stepping the state for every byte.
     fn scan(&mut self, buf: &[u8]) -> Option<usize> {
         while self.pos < buf.len() {
+            if let State::Container { depth, in_str, escaped: false } = self.state {
+                let rest = &buf[self.pos..];
+                let found = if in_str {
+                    rest.iter().position(|&b| b == b'"' || b == b'\\')
+                } else {
+                    rest.iter().position(|&b| matches!(b, b'"' | b'{' | b'[' | b'}' | b']'))
+                };
+                let Some(i) = found else {
+                    self.pos = buf.len();
+                    return None;
+                };
+                self.pos += i + 1;
+                self.state = match rest[i] {
+                    b'\\' => State::Container { depth, in_str: true, escaped: true },
+                    b'"' => State::Container { depth, in_str: !in_str, escaped: false },
+                    b'{' | b'[' => State::Container { depth: depth + 1, in_str: false, escaped: false },
+                    _ if depth == 1 => return self.done(),
+                    _ => State::Container { depth: depth - 1, in_str: false, escaped: false },
+                };
+                continue;
+            }
             let b = buf[self.pos];
             self.pos += 1;
             self.state = match self.state {
@@ -73,22 +96,8 @@ impl Scanner {
                     b'"' => State::Str { escaped: false },
                     _ => State::Scalar,
                 },
-                State::Container { depth, in_str: true, escaped } => {
-                    let (in_str, escaped) = match (escaped, b) {
-                        (true, _) => (true, false),
-                        (false, b'\\') => (true, true),
-                        (false, b'"') => (false, false),
-                        _ => (true, false),
-                    };
-                    State::Container { depth, in_str, escaped }
-                }
-                State::Container { depth, .. } => match b {
-                    b'"' => State::Container { depth, in_str: true, escaped: false },
-                    b'{' | b'[' => State::Container { depth: depth + 1, in_str: false, escaped: false },
-                    b'}' | b']' if depth == 1 => return self.done(),
-                    b'}' | b']' => State::Container { depth: depth - 1, in_str: false, escaped: false },
-                    _ => self.state,
-                },
+                // Only an escaped byte is left to step over here.
+                State::Container { depth, .. } => State::Container { depth, in_str: true, escaped: false },
                 State::Str { escaped: true } => State::Str { escaped: false },
                 State::Str { escaped: false } => match b {
                     b'\\' => State::Str { escaped: true },
@@ -346,5 +355,20 @@ mod tests {
         assert_eq!(frames(&["{\"a\":{\"b\":", "[1,2", "]}}"]), vec![r#"{"a":{"b":[1,2]}}"#]);
         assert!(frames(&["{\"a\":1"]).is_empty());
         assert!(frames(&["42"]).is_empty(), "a scalar at the end of the data may go on");
+    }
+
+    /// Wherever a read boundary falls (inside a string, right after a backslash, between
+    /// brackets), the same frames come out as from one read.
+    #[test]
+    fn every_split_of_the_input_gives_the_same_frames() {
+        let input = r#"{"s":"}\"{","t":["]",{"u":"\\"}]} [1,[2]] "x\"" {"message_type": 7, "data": {"peer_ip": "1.2.3.4"}}"#;
+        let whole = frames(&[input]);
+        assert_eq!(whole.len(), 4, "{whole:?}");
+        for i in 0..=input.len() {
+            for j in i..=input.len() {
+                let (a, b, c) = (&input[..i], &input[i..j], &input[j..]);
+                assert_eq!(frames(&[a, b, c]), whole, "split at {i} and {j}");
+            }
+        }
     }
 }

@@ -112,14 +112,17 @@ pub(super) async fn serve_client(
             }
             next = conn.read_frame(config.idle_timeout, config.request_timeout).await;
         }
-        let replies: Vec<Vec<u8>> = if batch.len() == 1 {
-            vec![answer(batch.pop().expect("one request"), &node, &stats).await]
-        } else {
-            answer_batch(&mut batch, &node, &stats).await
-        };
-        for reply in &replies {
-            if conn.queue(reply, wt).await.is_err() {
+        // One request (a serial client's) is queued as it is, without a list of replies around it.
+        if batch.len() == 1 {
+            let reply = answer(batch.pop().expect("one request"), &node, &stats).await;
+            if conn.queue(&reply, wt).await.is_err() {
                 return;
+            }
+        } else {
+            for reply in &answer_batch(&mut batch, &node, &stats).await {
+                if conn.queue(reply, wt).await.is_err() {
+                    return;
+                }
             }
         }
         if conn.flush(wt).await.is_err() {

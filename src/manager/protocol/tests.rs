@@ -194,6 +194,50 @@ fn the_fast_get_parse_agrees_with_the_full_parse_or_leaves_the_frame_to_it() {
 }
 
 #[test]
+fn the_plain_get_parse_agrees_with_the_serde_one_or_leaves_the_frame_to_it() {
+    let long = "k".repeat(MAX_STRING_BYTES + 1);
+    let frames = [
+        // Taken by the plain parse.
+        r#"{"message_type": 7, "data": {"peer_ip": "1.2.3.4"}}"#.to_owned(),
+        r#"{"message_type":7,"data":{"peer_id":"Qm1","peer_ip":"1.2.3.4"}}"#.to_owned(),
+        " \r\n{ \"data\" :\t{ \"ip\" : \"h\" , \"peer_id\" : null } , \"message_type\" : 7 }\n ".to_owned(),
+        r#"{"message_type": 7, "data": {"peer_id": null, "peer_ip": "x", "ip": "y"}}"#.to_owned(),
+        // Left to the serde parse (some of them it takes, some it leaves to the full one).
+        r#"{"data": {"ip": "1.2.3.4", "x": [1, {"y": 2}]}, "message_type": 7, "z": null}"#.to_owned(),
+        r#"{"message_type": 7, "data": {"peer_id": null, "peer_ip": "a\"b\u00e9"}}"#.to_owned(),
+        "{\"message_type\": 7, \"data\": {\"peer_ip\": \"caf\u{e9}\"}}".to_owned(),
+        r#"{"message_type": 7.0, "data": {"peer_ip": "1"}}"#.to_owned(),
+        r#"{"message_type": 70, "data": {"peer_ip": "1"}}"#.to_owned(),
+        r#"{"message_type": 7, "message_type": 7, "data": {"peer_ip": "1"}}"#.to_owned(),
+        r#"{"message_type": 7, "data": {"peer_ip": "1", "peer_ip": "2"}}"#.to_owned(),
+        r#"{"message_type": 7, "data": {"peer_ip": nul}}"#.to_owned(),
+        r#"{"message_type": 7, "data": {"peer_ip": null}}"#.to_owned(),
+        r#"{"message_type": 7, "data": {"peer_ip": 5}}"#.to_owned(),
+        r#"{"message_type": 7, "data": {"peer_ip": ""}}"#.to_owned(),
+        r#"{"message_type": 7, "data": {}}"#.to_owned(),
+        r#"{"message_type": 7, "data": "x"}"#.to_owned(),
+        r#"{"message_type": 7}"#.to_owned(),
+        r#"{"data": {"peer_ip": "1"}}"#.to_owned(),
+        r#"{"message_type": 7, "data": {"peer_ip": "1"}} x"#.to_owned(),
+        r#"{"message_type": 7, "data": {"peer_ip": "1"},}"#.to_owned(),
+        r#"{"message_type": 7, "data": {"peer_ip": "1"}"#.to_owned(),
+        r#"{"message_type": 3, "data": {"peer_ip": "1", "peer_name": "n"}}"#.to_owned(),
+        format!(r#"{{"message_type": 7, "data": {{"peer_id": "Qm1", "peer_ip": "{long}"}}}}"#),
+        format!(r#"{{"message_type": 7, "data": {{"peer_ip": "{}"}}}}"#, "k".repeat(300)),
+    ];
+    let mut plain = 0;
+    for f in &frames {
+        let serde = parse_get_fast(f.as_bytes());
+        if let Some(get) = parse_get_plain(f.as_bytes()) {
+            plain += 1;
+            assert_eq!(Some(get), serde, "{f}");
+        }
+        assert_eq!(parse(f.as_bytes()), parse_tree(f.as_bytes()), "{f}");
+    }
+    assert_eq!(plain, 4, "the plain gets take the plain path");
+}
+
+#[test]
 fn replies_are_laid_out_like_the_original() {
     assert_eq!(
         completed(ACTION_ADD, &true),
