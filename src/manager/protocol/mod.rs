@@ -101,7 +101,7 @@ pub const ACTION_CONNECT: &str = "connect";
 
 /// Parses one complete JSON frame into a request.
 pub fn parse(frame: &[u8]) -> Result<Frame, BadRequest> {
-    match parse_get_plain(frame).or_else(|| parse_get_fast(frame)) {
+    match parse_plain(frame).or_else(|| parse_get_fast(frame)) {
         Some(get) => Ok(Frame::Request(get)),
         None => parse_tree(frame),
     }
@@ -187,25 +187,24 @@ fn parse_get_fast(frame: &[u8]) -> Option<Request> {
     Some(Request::Get { key: key.into_owned() })
 }
 
-/// A `get` in the shape clients send it (`{"message_type": 7, "data": {"peer_ip": "..."}}`, any
-/// whitespace, either order, `peer_id`/`peer_ip`/`ip` as plain ASCII strings or `null`), read
-/// byte by byte without serde: on a serial connection it is a third of the request's own CPU
-/// time. Anything else (an escape, a non-ASCII byte, another field, a repeated one) returns
-/// `None` and goes to [`parse_get_fast`], which takes every well-formed `get`; what this accepts,
-/// that one reads the same (a test holds them equal).
-fn parse_get_plain(frame: &[u8]) -> Option<Request> {
+/// A `get`, `add` or `update` in the shape clients send them (`{"message_type": 7, "data":
+/// {"peer_ip": "..."}}`, any whitespace, either order; in `data`, the key and record fields as
+/// plain ASCII strings, or `null` where the full parse skips a null), read byte by byte without
+/// serde: a JSON tree costs a get a third of its own CPU time, and an add a microsecond. Anything
+/// else (an escape, a non-ASCII byte, a number, another field, a repeated one) returns `None` and
+/// goes on to the serde parses, which take every well-formed request; what this accepts, they
+/// read the same (a test holds them equal).
+fn parse_plain(frame: &[u8]) -> Option<Request> {
     let mut p = Plain { s: frame, at: 0 };
     p.expect(b'{')?;
-    let (mut typed, mut keys) = (false, None);
+    let (mut kind, mut data) = (None, None);
     loop {
         let name = p.string()?;
         p.expect(b':')?;
         match name {
-            b"message_type" if !typed => {
-                p.expect(b'7')?;
-                typed = true;
-            }
-            b"data" if keys.is_none() => keys = Some(p.keys()?),
+            // One digit: the next byte must end the value, or the loop gives up below.
+            b"message_type" if kind.is_none() => kind = Some(p.next()?),
+            b"data" if data.is_none() => data = Some(p.fields()?),
             _ => return None,
         }
         if p.next()? == b'}' {
@@ -214,16 +213,47 @@ fn parse_get_plain(frame: &[u8]) -> Option<Request> {
         p.back_to(b',')?;
     }
     p.end()?;
-    let [peer_id, peer_ip, ip] = keys?;
-    if !typed {
+    let [peer_id, peer_ip, ip, peer_port, port, peer_name, name] = data?;
+    fn text(f: Option<Option<&[u8]>>) -> Option<&str> {
+        f.flatten().and_then(|b| std::str::from_utf8(b).ok())
+    }
+    // The full parse's rule: the first of the aliases given, and a null counts as not given.
+    let ip_field = text(peer_ip).or(text(ip));
+    let key = text(peer_id).or(ip_field)?;
+    validate_key(key).ok()?;
+    let kind = kind?;
+    if kind == b'7' {
+        // A get names only its key.
+        return [peer_port, port, peer_name, name]
+            .iter()
+            .all(Option::is_none)
+            .then(|| Request::Get { key: key.to_owned() });
+    }
+    // The full parse takes `peer_port` whenever it is there, even as null: left to it.
+    if matches!(peer_port, Some(None)) || matches!(port, Some(None)) {
         return None;
     }
-    let key = std::str::from_utf8(peer_id.or(peer_ip).or(ip)?).ok()?;
-    validate_key(key).ok()?;
-    Some(Request::Get { key: key.to_owned() })
+    let fields = PeerFields {
+        name: text(peer_name).or(text(name)).map(str::to_owned),
+        ip: ip_field.map(str::to_owned),
+        port: text(peer_port).or(text(port)).map(str::to_owned),
+        peer_id: text(peer_id).map(str::to_owned),
+        ports: None,
+        addrs: None,
+    };
+    let key = key.to_owned();
+    match kind {
+        b'3' if fields.ip.is_some() => Some(Request::Add { key, fields }),
+        b'6' => Some(Request::Update { key, fields }),
+        _ => None,
+    }
 }
 
-/// A cursor over a frame for [`parse_get_plain`]; every method returns `None` where the frame
+/// The fields [`parse_plain`] reads from `data`, in the order [`Plain::fields`] returns them.
+const PLAIN_FIELDS: [&[u8]; 7] =
+    [b"peer_id", b"peer_ip", b"ip", b"peer_port", b"port", b"peer_name", b"name"];
+
+/// A cursor over a frame for [`parse_plain`]; every method returns `None` where the frame
 /// leaves the plain shape.
 struct Plain<'a> {
     s: &'a [u8],
@@ -273,23 +303,19 @@ impl<'a> Plain<'a> {
         (text.len() <= MAX_STRING_BYTES).then_some(text)
     }
 
-    /// `data`: `peer_id`, `peer_ip` and `ip`, each once at most, each a string or `null`.
-    fn keys(&mut self) -> Option<[Option<&'a [u8]>; 3]> {
+    /// `data`: each of [`PLAIN_FIELDS`] once at most (`None`: absent), a string or `null`
+    /// (`Some(None)`).
+    fn fields(&mut self) -> Option<[Option<Option<&'a [u8]>>; 7]> {
         self.expect(b'{')?;
-        let mut keys = [None; 3];
-        let mut seen = [false; 3];
+        let mut fields = [None; 7];
         loop {
-            let i = match self.string()? {
-                b"peer_id" => 0,
-                b"peer_ip" => 1,
-                b"ip" => 2,
-                _ => return None,
-            };
-            if std::mem::replace(&mut seen[i], true) {
+            let name = self.string()?;
+            let i = PLAIN_FIELDS.iter().position(|f| *f == name)?;
+            if fields[i].is_some() {
                 return None;
             }
             self.expect(b':')?;
-            keys[i] = match self.next()? {
+            fields[i] = Some(match self.next()? {
                 b'"' => {
                     self.at -= 1;
                     Some(self.string()?)
@@ -299,9 +325,9 @@ impl<'a> Plain<'a> {
                     None
                 }
                 _ => return None,
-            };
+            });
             if self.next()? == b'}' {
-                return Some(keys);
+                return Some(fields);
             }
             self.back_to(b',')?;
         }

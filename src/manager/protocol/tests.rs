@@ -194,7 +194,7 @@ fn the_fast_get_parse_agrees_with_the_full_parse_or_leaves_the_frame_to_it() {
 }
 
 #[test]
-fn the_plain_get_parse_agrees_with_the_serde_one_or_leaves_the_frame_to_it() {
+fn the_plain_parse_agrees_with_the_serde_ones_or_leaves_the_frame_to_them() {
     let long = "k".repeat(MAX_STRING_BYTES + 1);
     let frames = [
         // Taken by the plain parse.
@@ -202,10 +202,18 @@ fn the_plain_get_parse_agrees_with_the_serde_one_or_leaves_the_frame_to_it() {
         r#"{"message_type":7,"data":{"peer_id":"Qm1","peer_ip":"1.2.3.4"}}"#.to_owned(),
         " \r\n{ \"data\" :\t{ \"ip\" : \"h\" , \"peer_id\" : null } , \"message_type\" : 7 }\n ".to_owned(),
         r#"{"message_type": 7, "data": {"peer_id": null, "peer_ip": "x", "ip": "y"}}"#.to_owned(),
-        // Left to the serde parse (some of them it takes, some it leaves to the full one).
+        r#"{"message_type": 3, "data": {"peer_ip": "10.0.0.1", "peer_port": "8001", "peer_name": "p"}}"#
+            .to_owned(),
+        r#"{"message_type": 3, "data": {"ip": "h", "port": "1", "name": "n", "peer_name": null}}"#.to_owned(),
+        r#"{"data": {"peer_id": "Qm1", "ip": "h", "peer_ip": "i", "name": "n", "peer_name": "m"}, "message_type": 3}"#
+            .to_owned(),
+        r#"{"message_type": 6, "data": {"peer_ip": "h", "peer_name": "renamed"}}"#.to_owned(),
+        r#"{"message_type": 6, "data": {"peer_id": "Qm1", "port": "9"}}"#.to_owned(),
+        // Left to the serde parses (some of them the typed get takes, some go to the tree).
         r#"{"data": {"ip": "1.2.3.4", "x": [1, {"y": 2}]}, "message_type": 7, "z": null}"#.to_owned(),
         r#"{"message_type": 7, "data": {"peer_id": null, "peer_ip": "a\"b\u00e9"}}"#.to_owned(),
         "{\"message_type\": 7, \"data\": {\"peer_ip\": \"caf\u{e9}\"}}".to_owned(),
+        r#"{"message_type": 7, "data": {"peer_ip": "1", "peer_name": "n"}}"#.to_owned(),
         r#"{"message_type": 7.0, "data": {"peer_ip": "1"}}"#.to_owned(),
         r#"{"message_type": 70, "data": {"peer_ip": "1"}}"#.to_owned(),
         r#"{"message_type": 7, "message_type": 7, "data": {"peer_ip": "1"}}"#.to_owned(),
@@ -221,20 +229,29 @@ fn the_plain_get_parse_agrees_with_the_serde_one_or_leaves_the_frame_to_it() {
         r#"{"message_type": 7, "data": {"peer_ip": "1"}} x"#.to_owned(),
         r#"{"message_type": 7, "data": {"peer_ip": "1"},}"#.to_owned(),
         r#"{"message_type": 7, "data": {"peer_ip": "1"}"#.to_owned(),
-        r#"{"message_type": 3, "data": {"peer_ip": "1", "peer_name": "n"}}"#.to_owned(),
+        r#"{"message_type": 3, "data": {"peer_ip": "1", "peer_port": null, "port": "2"}}"#.to_owned(),
+        r#"{"message_type": 3, "data": {"peer_ip": "1", "peer_port": 8001}}"#.to_owned(),
+        r#"{"message_type": 3, "data": {"peer_ip": "1", "ports": {"a": 1}}}"#.to_owned(),
+        r#"{"message_type": 3, "data": {"peer_id": "Qm1", "peer_name": "n"}}"#.to_owned(),
+        r#"{"message_type": 4, "data": {"peer_ip": "1"}}"#.to_owned(),
+        r#"{"message_type": 2, "data": {"peer_ip": "1"}}"#.to_owned(),
         format!(r#"{{"message_type": 7, "data": {{"peer_id": "Qm1", "peer_ip": "{long}"}}}}"#),
         format!(r#"{{"message_type": 7, "data": {{"peer_ip": "{}"}}}}"#, "k".repeat(300)),
+        format!(r#"{{"message_type": 3, "data": {{"peer_ip": "1", "peer_name": "{long}"}}}}"#),
     ];
     let mut plain = 0;
     for f in &frames {
-        let serde = parse_get_fast(f.as_bytes());
-        if let Some(get) = parse_get_plain(f.as_bytes()) {
+        let full = parse_tree(f.as_bytes());
+        if let Some(request) = parse_plain(f.as_bytes()) {
             plain += 1;
-            assert_eq!(Some(get), serde, "{f}");
+            assert_eq!(Ok(Frame::Request(request.clone())), full, "{f}");
+            if matches!(request, Request::Get { .. }) {
+                assert_eq!(Some(request), parse_get_fast(f.as_bytes()), "{f}");
+            }
         }
-        assert_eq!(parse(f.as_bytes()), parse_tree(f.as_bytes()), "{f}");
+        assert_eq!(parse(f.as_bytes()), full, "{f}");
     }
-    assert_eq!(plain, 4, "the plain gets take the plain path");
+    assert_eq!(plain, 9, "the plain requests take the plain path");
 }
 
 #[test]
