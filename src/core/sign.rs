@@ -59,9 +59,13 @@ pub fn entry_message(network_id: &str, key: &str, record: Option<&PeerRecord>, s
         None => out.push(0),
         Some(r) => {
             out.push(1);
-            let body = postcard::to_stdvec(r).expect("a record always serializes");
-            out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-            out.extend_from_slice(&body);
+            // Written in place, its length filled in after: no second buffer to grow and copy
+            // (this runs for every write, every merge and every digest update).
+            let at = out.len();
+            out.extend_from_slice(&[0; 4]);
+            out = postcard::to_extend(r, out).expect("a record always serializes");
+            let len = (out.len() - at - 4) as u32;
+            out[at..at + 4].copy_from_slice(&len.to_be_bytes());
         }
     }
     out.extend_from_slice(&stamp.to_bytes());
