@@ -48,13 +48,19 @@ pub(super) async fn serve_client(
     let mut conn = Connection::new(stream, config.max_request_bytes);
     let wt = config.write_timeout;
     let mut batch: Vec<Result<Request, Vec<u8>>> = Vec::with_capacity(MAX_BATCH);
+    // Looked at after every batch: the read below goes first, so a client that never pauses
+    // would otherwise keep `stop` from being polled at all.
+    let stopping = shutdown.clone();
     // Made once per connection, not per request (each `changed()` registers a waiter).
     let mut stop = std::pin::pin!(async move {
         let mut shutdown = shutdown;
         let _ = shutdown.changed().await;
     });
     loop {
+        // The read first: a request that has arrived is served without polling `stop` (which
+        // locks the shutdown watch's list of waiters) and without drawing a random branch order.
         let read = tokio::select! {
+            biased;
             r = conn.read_frame(config.idle_timeout, config.request_timeout) => r,
             _ = &mut stop => return,
         };
@@ -134,6 +140,8 @@ pub(super) async fn serve_client(
             Some(Ending::Watch { snapshot }) => {
                 return watching::serve(&mut conn, &node, snapshot, &config, &stats, stop.as_mut()).await
             }
+            // The node is stopping (or gone): as `stop` would have said.
+            None if stopping.has_changed().unwrap_or(true) => return,
             None => {}
         }
     }
