@@ -6,7 +6,7 @@
 use std::io;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use std::pin::Pin;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -133,8 +133,12 @@ pub struct Connection {
     /// When the request now being read was first found incomplete: just after the read that
     /// brought its first bytes (a request that arrives whole is never timed).
     request_started: Option<Instant>,
-    /// A frame found by [`Connection::has_buffered_frame`], returned by the next read.
-    pending: Option<Bytes>,
+    /// The length of a frame found by [`Connection::has_buffered_frame`] at the front of `buf`,
+    /// returned by the next read.
+    pending: Option<usize>,
+    /// The length of the frame last returned, still at the front of `buf` (frames are lent out of
+    /// the read buffer, not copied), dropped from it before anything else is looked at.
+    taken: usize,
     /// Fires at the idle or request deadline. Kept for the connection's life and re-armed only
     /// when it fires early or a deadline moves earlier, so a busy connection registers no timer
     /// per request.
@@ -154,13 +158,20 @@ impl Connection {
             max_request,
             request_started: None,
             pending: None,
+            taken: 0,
             timer: Box::pin(tokio::time::sleep_until(Instant::now() + FAR_FUTURE)),
             timer_at: Instant::now() + FAR_FUTURE,
         }
     }
 
-    /// A complete frame from the buffer, if there is one (never reads the socket).
-    fn buffered_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+    /// Drops the frame last returned from the buffer.
+    fn release_taken(&mut self) {
+        self.buf.advance(std::mem::take(&mut self.taken));
+    }
+
+    /// The length of a complete frame at the front of the buffer, if there is one (never reads
+    /// the socket).
+    fn buffered_frame(&mut self) -> Result<Option<usize>, FrameError> {
         if self.scanner.state == State::Idle {
             let ws = self.buf.iter().take_while(|b| b.is_ascii_whitespace()).count();
             self.buf.advance(ws);
@@ -174,11 +185,7 @@ impl Connection {
             Some(end) if end > self.max_request => Err(FrameError::TooLarge(self.max_request)),
             Some(end) => {
                 self.request_started = None;
-                // Copied out (requests are small) so the read buffer stays unshared and is reused
-                // in place, instead of reallocated after every request.
-                let frame = Bytes::copy_from_slice(&self.buf[..end]);
-                self.buf.advance(end);
-                Ok(Some(frame))
+                Ok(Some(end))
             }
             None if self.buf.len() > self.max_request => Err(FrameError::TooLarge(self.max_request)),
             None => {
@@ -193,26 +200,29 @@ impl Connection {
     /// Whether another complete request is already buffered (then replies are not flushed yet).
     pub fn has_buffered_frame(&mut self) -> bool {
         if self.pending.is_none() {
+            self.release_taken();
             // An error here shows up again on the next read, where it is handled.
             self.pending = self.buffered_frame().ok().flatten();
         }
         self.pending.is_some()
     }
 
-    /// Reads the next request. `Ok(None)` when the client closed the connection.
+    /// Reads the next request, lent out of the read buffer until the next call (no copy, no
+    /// allocation per request). `Ok(None)` when the client closed the connection.
     /// Between requests the client may stay silent for `idle`; a started request must be complete
     /// within `request`, so a client trickling bytes cannot hold its slot for long.
     pub async fn read_frame(
         &mut self,
         idle: Duration,
         request: Duration,
-    ) -> Result<Option<Bytes>, FrameError> {
-        if let Some(frame) = self.pending.take() {
-            return Ok(Some(frame));
+    ) -> Result<Option<&[u8]>, FrameError> {
+        if let Some(end) = self.pending.take() {
+            return Ok(Some(self.lend(end)));
         }
+        self.release_taken();
         loop {
-            if let Some(frame) = self.buffered_frame()? {
-                return Ok(Some(frame));
+            if let Some(end) = self.buffered_frame()? {
+                return Ok(Some(self.lend(end)));
             }
             let scalar = self.scanner.state == State::Scalar;
             let (deadline, err) = match self.request_started {
@@ -252,13 +262,17 @@ impl Connection {
         }
     }
 
+    /// The first `end` bytes of the buffer, as the frame returned.
+    fn lend(&mut self, end: usize) -> &[u8] {
+        self.taken = end;
+        &self.buf[..end]
+    }
+
     /// A bare scalar that the client has stopped sending: everything buffered is the frame.
-    fn take_scalar(&mut self) -> Bytes {
+    fn take_scalar(&mut self) -> &[u8] {
         self.scanner = Scanner::default();
         self.request_started = None;
-        let frame = Bytes::copy_from_slice(&self.buf);
-        self.buf.clear();
-        frame
+        self.lend(self.buf.len())
     }
 
     /// Closes politely after a refused request: stop writing, drain what the client still sends

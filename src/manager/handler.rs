@@ -71,7 +71,7 @@ pub(super) async fn serve_client(
             match next {
                 Ok(Some(frame)) => {
                     stats.requests.fetch_add(1, Relaxed);
-                    match p::parse(&frame) {
+                    match p::parse(frame) {
                         Ok(Frame::Close) => ending = Some(Ending::Close),
                         Ok(Frame::Request(Request::Watch { snapshot })) => {
                             ending = Some(Ending::Watch { snapshot })

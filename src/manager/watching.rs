@@ -94,7 +94,7 @@ async fn stream(
                 last_flush = Instant::now();
             }
             frame = conn.read_frame(WATCH_IDLE, config.request_timeout) => match frame {
-                Ok(Some(frame)) => match p::parse(&frame) {
+                Ok(Some(frame)) => match p::parse(frame) {
                     Ok(Frame::Close) => return conn.flush(wt).await,
                     _ => {
                         let msg = "this connection is watching: only message_type 1 (or closing it) ends the watch";
