@@ -2,7 +2,7 @@
 //! when cut off, and dialling known peers while below the target.
 
 use std::collections::HashSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::{Multiaddr, PeerId};
@@ -12,10 +12,13 @@ use super::{Network, REDIAL_BACKOFF};
 
 /// Most new dials per maintenance round, so a large routing table cannot flood the node.
 const MAX_DIALS_PER_ROUND: usize = 8;
+/// Least time between two random walks of the maintenance round.
+const WALK_BACKOFF: Duration = Duration::from_secs(30);
 
 impl Network {
     /// Keeps the node connected: re-dials the bootstrap peers when none of them is connected (a
-    /// healed partition re-merges by itself) and dials known peers while below the target.
+    /// healed partition re-merges by itself) and dials known peers while below the target; and
+    /// parts from the excess above the high watermark (see `trimming`).
     pub fn maintain(&mut self) {
         let now = Instant::now();
         for peer in self.admission.overdue(now) {
@@ -26,6 +29,7 @@ impl Network {
         for peer in self.admission.due_to_close(now) {
             let _ = self.swarm.disconnect_peer_id(peer);
         }
+        self.trim(now);
         // Only members count toward the target: strangers must not crowd real peers out.
         let connected: HashSet<PeerId> = self.admission.members().copied().collect();
         let bootstrap_connected =
@@ -49,6 +53,9 @@ impl Network {
                 }
             }
         }
+        // Peers the table holds besides the connected ones: whether a walk could find more.
+        let known = connected.len() + candidates.len();
+        candidates.retain(|(peer, _)| !self.conns.recently_parted(peer, now));
         // A connection still being identified is not dialled twice.
         candidates.retain(|(peer, _)| !self.swarm.is_connected(peer));
         self.last_dial.retain(|_, t| now.duration_since(*t) < REDIAL_BACKOFF);
@@ -63,8 +70,13 @@ impl Network {
             self.dial_peer(peer, addrs);
             dials += 1;
         }
-        if connected.len() + dials < self.config.target_peers && !connected.is_empty() {
-            // Look further: a random walk finds peers our table does not hold yet.
+        // Look further, when the table holds too few peers to reach the target (not when the
+        // ones it holds are connected, parted from or just dialled): a random walk finds peers
+        // it does not hold yet, at the price of dialling a few dozen, so at most once per
+        // WALK_BACKOFF.
+        let walk_due = self.last_walk.is_none_or(|t| now.duration_since(t) >= WALK_BACKOFF);
+        if known < self.config.target_peers && !connected.is_empty() && walk_due {
+            self.last_walk = Some(now);
             self.swarm.behaviour_mut().kad.get_closest_peers(PeerId::random());
         }
     }
@@ -100,10 +112,13 @@ impl Network {
         for addr in self.config.bootstrap.clone() {
             let peer = peer_of(&addr).or_else(|| self.bootstrap_peers.get(&addr).copied());
             if let Some(peer) = peer {
+                // A bootstrap peer we parted from (one that trims its many inbound connections,
+                // above all) is not dialled again at once: the other peers keep us connected.
                 if peer == self.local_peer_id()
                     || self.swarm.is_connected(&peer)
                     || self.is_blocked(&peer)
                     || self.admission.is_stranger(&peer, now)
+                    || self.conns.recently_parted(&peer, now)
                 {
                     continue;
                 }
