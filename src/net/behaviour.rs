@@ -78,11 +78,6 @@ const MAX_ESTABLISHED_PER_PEER: u32 = 8;
 /// it within the 10 s the liveness tests allow.
 const PING_INTERVAL: Duration = Duration::from_secs(4);
 const PING_TIMEOUT: Duration = Duration::from_secs(3);
-/// Kademlia: how often to refresh the routing table with a random walk. A walk asks a few dozen
-/// peers, each answering with up to 20 peers and their addresses: at the former 60 s it was
-/// ~5.7 KB/s per node at N=20, half the idle traffic (measured). The table's node records and
-/// the connected peers' identify keep the routing table fresh in between.
-const KAD_BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(600);
 const KAD_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// A liveness probe unanswered for this long fails (the state machine has its own, shorter
 /// deadlines; this one frees the stream).
@@ -254,7 +249,11 @@ pub fn build_swarm(
         .with_behaviour(|key, relay_client| {
             let peer_id = key.public().to_peer_id();
             let mut kad_config = kad::Config::new(protocols.kad.clone());
-            kad_config.set_periodic_bootstrap_interval(Some(KAD_BOOTSTRAP_INTERVAL));
+            // No Kademlia bootstrap of its own: a bootstrap walks towards every bucket, a few
+            // dozen dials each, and with bounded connections every dial is a connection opened
+            // and later trimmed (measured at N=100: most of the connections opened). `Network`
+            // walks once towards itself on joining and at random every KAD_WALK_INTERVAL.
+            kad_config.set_periodic_bootstrap_interval(None);
             kad_config.set_query_timeout(KAD_QUERY_TIMEOUT);
             let mut kad = kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
             // Client or server by confirmed external addresses (AutoNAT, relays, UPnP, --announce).

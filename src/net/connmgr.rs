@@ -14,9 +14,10 @@ use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 /// A connection younger than this is never closed: identify, the first anti-entropy round and
-/// gossipsub's grafting take a few round trips, and a node that just joined needs its first
-/// peers to stay while it looks for others.
-pub const GRACE: Duration = Duration::from_secs(20);
+/// gossipsub's grafting take a few round trips (a heartbeat is 0.5 s), and a node that just
+/// joined needs its first peers to stay while it looks for others. Not longer: the connections
+/// a Kademlia walk opens count against the limit until then.
+pub const GRACE: Duration = Duration::from_secs(10);
 /// A peer parted from (either side closed on purpose) is not dialled again for this long, so
 /// that a trim is not undone by the next maintenance round's dials.
 pub const PARTED_MEMORY: Duration = Duration::from_secs(180);
@@ -73,12 +74,16 @@ impl<P: Copy + Eq + Hash + Ord> ConnManager<P> {
         self.since.entry(peer).or_insert(now);
     }
 
-    /// Every connection to `peer` closed. True if this close was a parting (we chose it, or the
-    /// peer told us), false for anything else: a failure, a crash, a ban.
-    pub fn disconnected(&mut self, peer: &P) -> bool {
+    /// Every connection to `peer` closed. True if this close was a parting: we chose it, the
+    /// peer told us, or either side parted from the other within [`PARTED_MEMORY`] (a notice
+    /// can be lost: the other side closed first, or a loaded node answered too late). Such a
+    /// close says nothing about the peer's health, and looking into it would dial the peer
+    /// back. Anything else is a failure, a crash or a ban.
+    pub fn disconnected(&mut self, peer: &P, now: Instant) -> bool {
         self.since.remove(peer);
         let ours = self.closing.remove(peer);
-        self.told.remove(peer) || ours
+        let told = self.told.remove(peer);
+        ours || told || self.recently_parted(peer, now)
     }
 
     /// The peer told us it is closing its connections to us on purpose.
@@ -178,9 +183,9 @@ mod tests {
         assert!(m.trim(&protected, now).is_empty(), "those being closed are not chosen twice");
         for p in &closed {
             assert!(m.recently_parted(p, now));
-            assert!(m.disconnected(p), "their close is a parting");
+            assert!(m.disconnected(p, now), "their close is a parting");
         }
-        assert!(!m.disconnected(&0), "a close we did not choose is not");
+        assert!(!m.disconnected(&0, now), "a close we did not choose is not");
     }
 
     #[test]
@@ -200,11 +205,14 @@ mod tests {
         let mut m = manager(8);
         m.connected(7, t0);
         m.parting_from(7, t0);
-        assert!(m.disconnected(&7), "its close is a parting");
+        assert!(m.disconnected(&7, t0), "its close is a parting");
         assert!(m.recently_parted(&7, t0 + PARTED_MEMORY - Duration::from_secs(1)));
         assert!(!m.recently_parted(&7, t0 + PARTED_MEMORY));
-        m.connected(7, t0 + Duration::from_secs(1));
-        assert!(!m.disconnected(&7), "a later connection that breaks is no parting");
+        let later = t0 + PARTED_MEMORY / 2;
+        m.connected(7, later);
+        assert!(m.disconnected(&7, later), "a connection that closes soon after a parting is one too");
+        m.connected(7, t0 + PARTED_MEMORY);
+        assert!(!m.disconnected(&7, t0 + PARTED_MEMORY), "one that breaks later is no parting");
     }
 
     #[test]

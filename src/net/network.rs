@@ -36,6 +36,8 @@ mod dialing;
 /// Keeping it from being connected to too many: parting from the least useful connections.
 mod trimming;
 
+/// How many closest peers a Kademlia walk looks for (see [`Network::walk`]).
+const WALK_RESULTS: std::num::NonZeroUsize = std::num::NonZeroUsize::new(8).expect("8 is not zero");
 /// A peer is not re-dialled sooner than this after a dial attempt.
 const REDIAL_BACKOFF: Duration = Duration::from_secs(3);
 
@@ -145,8 +147,10 @@ pub struct Network {
     /// Bootstrap addresses without `/p2p/`, with the peer we found there.
     bootstrap_peers: HashMap<Multiaddr, PeerId>,
     last_dial: HashMap<PeerId, Instant>,
-    /// When the maintenance round last started a random walk.
+    /// When a Kademlia walk last started (the join's or the maintenance round's).
     last_walk: Option<Instant>,
+    /// Whether Kademlia bootstrapped from a bootstrap peer since start.
+    bootstrapped: bool,
     /// Our outstanding sync requests: libp2p's id to the caller's, and the peer asked (it is not
     /// trimmed meanwhile). An entry leaves with the response or the failure, one of which libp2p
     /// always reports.
@@ -204,6 +208,7 @@ impl Network {
             bootstrap_peers: HashMap::new(),
             last_dial: HashMap::new(),
             last_walk: None,
+            bootstrapped: false,
             outbound: HashMap::new(),
             conns: ConnManager::new(marks),
             admission: Admission::new(),
@@ -443,7 +448,7 @@ impl Network {
                 None
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
-                let parted = self.conns.disconnected(&peer_id);
+                let parted = self.conns.disconnected(&peer_id, Instant::now());
                 self.admission
                     .disconnected(&peer_id)
                     .then_some(NetEvent::PeerDisconnected { peer: peer_id, parted })
@@ -481,6 +486,25 @@ impl Network {
                         && fresh
                     {
                         self.dial_peer(info.peer_id, info.addrs);
+                    }
+                }
+                None
+            }
+            // Kademlia bootstraps by itself while its table holds fewer than 20 peers (a setting
+            // it does not expose): a walk towards our own id, then one towards every bucket,
+            // a few dozen dials each. The first walk fills the table with our neighbours; the
+            // rest is cut short here (each next walk is finished before it dials), since with
+            // bounded connections every dial is a connection opened and trimmed (measured at
+            // N=100: these walks, lasting minutes on a loaded host, opened most connections).
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id,
+                result: kad::QueryResult::Bootstrap(_),
+                step,
+                ..
+            })) => {
+                if !step.last {
+                    if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                        query.finish();
                     }
                 }
                 None
@@ -599,11 +623,12 @@ impl Network {
     }
 
     /// A peer of this network is connected: a bootstrap peer seeds Kademlia (added only now, so
-    /// that a stranger at a bootstrap address never enters the routing table), and while the
-    /// routing table is small, a Kademlia bootstrap fills it. Not on every reconnection to a
-    /// bootstrap peer: a bootstrap query dials dozens of peers, and with bounded connections a
-    /// node meets its bootstrap peers again and again (measured at N=50: such queries opened
-    /// most of the ~18 connections per second that the trims then closed).
+    /// that a stranger at a bootstrap address never enters the routing table), and on the first
+    /// meeting (or while the routing table is small) a walk towards our own id fills the table
+    /// with our neighbours. Not on every reconnection to a bootstrap peer: a walk dials a few
+    /// dozen peers, and with bounded connections a node meets its bootstrap peers again and
+    /// again (measured at N=50: such walks opened most of the ~18 connections per second that
+    /// the trims then closed).
     fn joined(&mut self, peer: PeerId) {
         let bootstrap: Vec<Multiaddr> =
             self.bootstrap_peers.iter().filter(|(_, p)| **p == peer).map(|(a, _)| a.clone()).collect();
@@ -613,9 +638,19 @@ impl Network {
         for addr in bootstrap {
             self.swarm.behaviour_mut().kad.add_address(&peer, addr);
         }
-        if self.routing_table_size() < self.config.target_peers * 2 {
-            let _ = self.swarm.behaviour_mut().kad.bootstrap();
+        if !self.bootstrapped || self.routing_table_size() < self.config.target_peers {
+            self.bootstrapped = true;
+            let me = self.local_peer_id();
+            self.walk(me);
         }
+    }
+
+    /// A Kademlia walk towards `target`, asking for the WALK_RESULTS closest peers rather than
+    /// Kademlia's 20: every peer a walk asks is a connection opened (and soon trimmed), and the
+    /// few closest are what the routing table needs.
+    pub(super) fn walk(&mut self, target: PeerId) {
+        self.last_walk = Some(Instant::now());
+        self.swarm.behaviour_mut().kad.get_n_closest_peers(target, WALK_RESULTS);
     }
 
     /// Peers in Kademlia's routing table.

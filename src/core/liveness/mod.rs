@@ -4,8 +4,8 @@
 //! `indirect_k` other connected members (ping-req); only then is the target suspected.
 //!
 //! Probes ride on the connections a node keeps (a bounded number), so they open none: a member
-//! is watched by the nodes connected to it, and the others hear of its fate through the claims
-//! they pass on. Connections are only opened for a member whose connection just broke (it may
+//! is watched by the nodes connected to it (a ping-req helper, too, answers only for a target it
+//! is connected to), and the others hear of its fate through the claims they pass on. Connections are only opened for a member whose connection just broke (it may
 //! have died) and, once per `far_probe_interval_ms`, for one member we are not connected to (it
 //! may have died while no one was connected to it). A suspicion not refuted within the
 //! suspicion timeout makes it dead. Claims (suspect, dead, and a node's own refutation with a
@@ -346,7 +346,11 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
         }
         match request.target {
             Some(target) if target != self.me => {
-                if self.relays >= self.config.max_relays {
+                // A helper probes only over a connection it holds: dialling for someone else's
+                // doubt would open a connection per ping-req, and a loaded network (where
+                // probes time out) would then open them by the hundred. The asker has other
+                // helpers, and the nodes connected to the target watch it anyway.
+                if self.relays >= self.config.max_relays || !self.connected.contains(&target) {
                     let ack = self.ack(&from, false);
                     out.push(Output::Reply { to: reply, ack });
                     return;

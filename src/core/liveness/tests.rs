@@ -480,3 +480,25 @@ fn a_parting_is_not_looked_into() {
     assert_eq!(node.state_of(&2), Some(State::Alive));
     assert!(!node.view().iter().find(|m| m.peer == 2).expect("a member").connected);
 }
+
+#[test]
+fn a_helper_probes_only_a_target_it_is_connected_to() {
+    let mut node: Liveness<u32, Reply> = Liveness::new(0, LivenessConfig::default());
+    for p in 1..4 {
+        node.handle(Input::MemberAdded(p), 0);
+    }
+    node.handle(Input::Connected(1), 0);
+    node.handle(Input::Connected(2), 0);
+    let ping_req = |target| ProbeRequest { target: Some(target), incarnation: 0, updates: Vec::new() };
+    // 3 is not connected: answered "not reached" at once, nothing sent (no dial).
+    let out = node.handle(Input::Request { from: 1, request: ping_req(3), reply: (1, 1) }, 10);
+    assert!(!out.iter().any(|o| matches!(o, Output::Send { .. })), "no probe of an unconnected target");
+    let acked = out.iter().find_map(|o| match o {
+        Output::Reply { ack, .. } => Some(ack.acked),
+        _ => None,
+    });
+    assert_eq!(acked, Some(false));
+    // 2 is connected: probed over that connection.
+    let out = node.handle(Input::Request { from: 1, request: ping_req(2), reply: (1, 2) }, 20);
+    assert!(out.iter().any(|o| matches!(o, Output::Send { to: 2, .. })));
+}

@@ -14,6 +14,11 @@ use super::{Network, REDIAL_BACKOFF};
 const MAX_DIALS_PER_ROUND: usize = 8;
 /// Least time between two random walks of the maintenance round.
 const WALK_BACKOFF: Duration = Duration::from_secs(30);
+/// A random walk at least this often, to refresh the routing table. A walk asks a few dozen
+/// peers, each answering with up to 20 peers and their addresses (~5.7 KB/s per node at N=20
+/// at the former 60 s, half the idle traffic then), and with bounded connections each peer asked
+/// is a connection opened; the table's node records and identify keep the table fresh between.
+const KAD_WALK_INTERVAL: Duration = Duration::from_secs(600);
 
 impl Network {
     /// Keeps the node connected: re-dials the bootstrap peers when none of them is connected (a
@@ -41,9 +46,27 @@ impl Network {
             self.dial_rejoin();
         }
         self.reach.maintain(&mut self.swarm);
-        if connected.len() >= self.config.target_peers {
-            return;
+        let known = if connected.len() < self.config.target_peers {
+            self.dial_known(&connected, now)
+        } else {
+            usize::MAX
+        };
+        // Look further when the table holds too few peers to reach the target (not when the
+        // ones it holds are connected, parted from or just dialled): a random walk finds peers
+        // it does not hold yet, at the price of dialling a few, so at most once per
+        // WALK_BACKOFF; and every KAD_WALK_INTERVAL anyway, so the table learns of new nodes.
+        let since_walk = self.last_walk.map(|t| now.duration_since(t));
+        let wanted = known < self.config.target_peers && since_walk.is_none_or(|d| d >= WALK_BACKOFF);
+        let routine = since_walk.is_none_or(|d| d >= KAD_WALK_INTERVAL);
+        if (wanted || routine) && !connected.is_empty() {
+            self.walk(PeerId::random());
         }
+    }
+
+    /// Dials peers of the routing table (not connected, parted from, or dialled just now) while
+    /// below the target; returns how many peers the table holds besides strangers, connected
+    /// ones included: whether a walk could find more.
+    fn dial_known(&mut self, connected: &HashSet<PeerId>, now: Instant) -> usize {
         let mut candidates: Vec<(PeerId, Vec<Multiaddr>)> = Vec::new();
         for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
             for entry in bucket.iter() {
@@ -53,7 +76,6 @@ impl Network {
                 }
             }
         }
-        // Peers the table holds besides the connected ones: whether a walk could find more.
         let known = connected.len() + candidates.len();
         candidates.retain(|(peer, _)| !self.conns.recently_parted(peer, now));
         // A connection still being identified is not dialled twice.
@@ -70,15 +92,7 @@ impl Network {
             self.dial_peer(peer, addrs);
             dials += 1;
         }
-        // Look further, when the table holds too few peers to reach the target (not when the
-        // ones it holds are connected, parted from or just dialled): a random walk finds peers
-        // it does not hold yet, at the price of dialling a few dozen, so at most once per
-        // WALK_BACKOFF.
-        let walk_due = self.last_walk.is_none_or(|t| now.duration_since(t) >= WALK_BACKOFF);
-        if known < self.config.target_peers && !connected.is_empty() && walk_due {
-            self.last_walk = Some(now);
-            self.swarm.behaviour_mut().kad.get_closest_peers(PeerId::random());
-        }
+        known
     }
 
     pub(super) fn dial_peer(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
