@@ -48,7 +48,8 @@ pub const DEFAULT_GC_INTERVAL: Duration = Duration::from_secs(3600);
 pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(10);
 /// The network id in protocol names and the gossip topic.
 pub const DEFAULT_NETWORK_ID: &str = "udht";
-/// Connections the node keeps dialling towards: enough for a healthy gossipsub mesh (6).
+/// Connections the node keeps (the connection manager's low watermark; it trims above 12): room
+/// for the gossipsub mesh (4, up to 8) and a few more routes.
 pub const DEFAULT_TARGET_PEERS: usize = 8;
 /// Commits the store may be asked for beyond `max_in_flight`: the replica's timers (own-record
 /// refresh, tombstone collection) may each add one while writes are paused.

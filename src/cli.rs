@@ -70,6 +70,12 @@ pub struct Cli {
     /// 7d. Must be more than twice --refresh-interval.
     #[arg(long, env = "UDHT_NODE_TTL", default_value = "7d", value_parser = duration)]
     pub node_ttl: Duration,
+    /// Connections to keep: the node dials known peers while it has fewer, and past half as
+    /// many again it parts from the least useful ones (never the gossip mesh, relays, requests
+    /// in flight, or one peer per Kademlia bucket).
+    #[arg(long, env = "UDHT_TARGET_PEERS", default_value_t = crate::app::DEFAULT_TARGET_PEERS,
+          value_parser = target_peers)]
+    pub target_peers: usize,
     /// On SIGTERM or SIGINT, tombstone this node's own record (and wait, up to a few seconds,
     /// until it is durable and gossiped) before stopping: the node leaves the network.
     #[arg(long, env = "UDHT_LEAVE")]
@@ -201,6 +207,15 @@ fn multiaddr(s: &str) -> Result<Multiaddr, String> {
 }
 
 /// A duration such as `500ms`, `10s`, `2m`, `6h` or `7d`.
+/// A connection target: at least one peer, and not so many that the limits on incoming
+/// connections (256) would refuse what the node itself asks for.
+fn target_peers(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=128).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a number of peers from 1 to 128")),
+    }
+}
+
 fn duration(s: &str) -> Result<Duration, String> {
     let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
     let (n, unit) = s.split_at(split);
@@ -270,6 +285,7 @@ impl Cli {
         c.ports = self.ports.clone().unwrap_or_default();
         c.network_id = self.network_id.clone();
         c.sync_interval = self.sync_interval;
+        c.target_peers = self.target_peers;
         c.table.max_skew = self.max_clock_skew;
         c.table.tombstone_grace = self.tombstone_grace;
         c.table.max_keys_per_writer = self.max_keys_per_writer;

@@ -164,3 +164,42 @@ async fn a_node_restarted_from_its_data_dir_catches_up() {
     assert!(restarted.get("before").is_none(), "the remove reached it too");
     c.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_stay_bounded_partings_raise_no_suspicion_and_writes_still_reach_everyone() {
+    // Everyone bootstraps from node 0, which so starts with 11 connections: above the high
+    // watermark (4 + 2), it parts from the newest after their grace.
+    const N: usize = 12;
+    const TARGET: usize = 4;
+    let (c, _dir) = common::start_cluster(N, |config: &mut NodeConfig| {
+        test_config(config);
+        config.target_peers = TARGET;
+    })
+    .await;
+    c.wait_converged(CONVERGE).await.unwrap();
+    let trimmed = || (0..N).map(|i| c.status(i).unwrap().net_stats.peers_trimmed).sum::<u64>();
+    common::eventually("a node parted from connections above its high watermark", CONVERGE, async || {
+        trimmed() > 0
+    })
+    .await;
+    // The grace (20 s) lets a trimmed node's new connections settle before they are judged.
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    let open: Vec<u64> = (0..N).map(|i| c.status(i).unwrap().net_stats.open_connections).collect();
+    let mean = open.iter().sum::<u64>() as f64 / N as f64;
+    eprintln!(
+        "open connections per node with target {TARGET}: {open:?} (mean {mean:.1}); {} partings",
+        trimmed()
+    );
+    assert!(mean <= 2.0 * TARGET as f64, "at most twice the target on average: {open:?}");
+    for i in 0..N {
+        let l = c.status(i).unwrap().liveness;
+        assert_eq!((l.suspect, l.dead), (0, 0), "node {i}: a parting is no failure: {l:?}");
+        assert_eq!(l.alive, N - 1, "node {i} knows every other node alive: {l:?}");
+    }
+    for n in 0..5 {
+        let key = format!("after-trim-{n}");
+        c.handle(n * 2).unwrap().add(key.clone(), peer("t", "10.0.0.3")).await.unwrap();
+        c.wait_key_everywhere(&key, CONVERGE).await.unwrap();
+    }
+    c.shutdown().await.unwrap();
+}

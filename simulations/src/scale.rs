@@ -10,10 +10,11 @@
 //! - per node, constant in N (one liveness probe and one ack per period, one anti-entropy round
 //!   per interval, gossipsub heartbeats, which send nothing when nothing was published): the
 //!   fit's intercept;
-//! - probes to members we are not connected to: a SWIM probe picks any member, and at scale most
-//!   are not among the few connected ones, so such a probe first opens a connection (TCP, noise,
-//!   yamux, identify both ways, the anti-entropy round every new connection starts). The fraction
-//!   is 1 - connections / (N - 1), the cost per connection opened an input (`--scale-dial-bytes`);
+//! - probes to members we are not connected to: the round-robin probes ride on open connections,
+//!   and only the far probe (one per `LivenessConfig::far_probe_interval_ms`, to a member with no
+//!   connection) opens one (TCP, noise, yamux, identify both ways, the anti-entropy round every
+//!   new connection starts), at a cost per connection opened that is an input
+//!   (`--scale-dial-bytes`); none while every member is connected (small N);
 //! - the own-record refreshes of all N nodes: N / interval writes per second, with the interval
 //!   the nodes use (the configured one, stretched to a second per known node up to a quarter of
 //!   the node TTL: `core::replica::REFRESH_MS_PER_NODE`), each costing every node the measured
@@ -40,8 +41,8 @@ pub struct Options {
     /// Bytes on the wire (both directions) to open a connection and do what a new connection
     /// triggers.
     pub dial_bytes: f64,
-    /// Liveness probes each node starts per second.
-    pub probes_per_sec: f64,
+    /// Far liveness probes (each opening a connection) each node starts per second.
+    pub far_probes_per_sec: f64,
 }
 
 /// One measured run, as its report gives it.
@@ -106,8 +107,8 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
         largest.per_write, largest.nodes, largest.refresh_secs
     );
     println!(
-        "inputs (given): {:.0} connections/node at scale, {:.0} bytes per connection opened, {:.1} probes/s/node",
-        o.connections, o.dial_bytes, o.probes_per_sec
+        "inputs (given): {:.0} connections/node at scale, {:.0} bytes per connection opened, {:.3} far probes/s/node",
+        o.connections, o.dial_bytes, o.far_probes_per_sec
     );
     let per_node_secs = REFRESH_MS_PER_NODE as f64 / 1000.0;
     let ttl_cap_secs = DEFAULT_NODE_TTL.as_secs_f64() / 4.0;
@@ -123,8 +124,7 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
         let n = n as f64;
         let conns = (n - 1.0).min(o.connections);
         let conn_part = per_conn * conns;
-        let unconnected = (1.0 - conns / (n - 1.0).max(1.0)).max(0.0);
-        let dials = o.probes_per_sec * unconnected * o.dial_bytes;
+        let dials = if conns < n - 1.0 { o.far_probes_per_sec * o.dial_bytes } else { 0.0 };
         let interval = largest.refresh_secs.max((n * per_node_secs).min(ttl_cap_secs));
         let refresh = n / interval * largest.per_write;
         let total = fixed + conn_part + dials + refresh;

@@ -6,6 +6,7 @@ mod behaviour;
 mod candidates;
 mod codec;
 mod config;
+mod connmgr;
 mod direct_only;
 mod identity;
 mod metrics;

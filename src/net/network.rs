@@ -24,15 +24,20 @@ use super::admission::{Admission, Judged};
 use super::behaviour::{build_swarm, Behaviour, BehaviourEvent, Protocols};
 use super::codec::{Inbound, SyncBytes};
 use super::config::NetConfig;
+use super::connmgr::{ConnManager, Watermarks};
 use super::metrics::SwarmMetrics;
-use super::probe::{ProbeEvent, ProbeResponder, ProbeStats, Probes};
+use super::probe::{Handled, ProbeEvent, ProbeResponder, ProbeStats, ProbeWire, Probes};
 use super::reach::{Reach, ReachStatus};
 use super::startup::{check_port_free, rejoin_peers, usable_listen_addrs};
 use crate::core::liveness::{ProbeAck, ProbeRequest};
 
 /// Keeping the node connected (bootstrap, rejoining from the stored table, dialling known peers).
 mod dialing;
+/// Keeping it from being connected to too many: parting from the least useful connections.
+mod trimming;
 
+/// How many closest peers a Kademlia walk looks for (see [`Network::walk`]).
+const WALK_RESULTS: std::num::NonZeroUsize = std::num::NonZeroUsize::new(8).expect("8 is not zero");
 /// A peer is not re-dialled sooner than this after a dial attempt.
 const REDIAL_BACKOFF: Duration = Duration::from_secs(3);
 
@@ -52,8 +57,13 @@ pub struct Responder(ResponseChannel<SyncReply>);
 pub enum NetEvent {
     /// A peer of this network is connected: identify showed it speaks our protocols.
     PeerConnected(PeerId),
-    /// The last connection to a peer that was [`NetEvent::PeerConnected`] closed.
-    PeerDisconnected(PeerId),
+    /// The last connection to a peer that was [`NetEvent::PeerConnected`] closed. `parted`: on
+    /// purpose, by us or by the peer, which told us (the connection manager's trim); otherwise a
+    /// failure, a crash or a ban, worth looking into.
+    PeerDisconnected {
+        peer: PeerId,
+        parted: bool,
+    },
     Gossip {
         from: PeerId,
         id: GossipId,
@@ -100,8 +110,15 @@ pub struct NetStats {
     pub sync_inbound_failures: u64,
     pub sync_outbound_failures: u64,
     pub dials: u64,
+    /// Connections established, both ways (dials of any behaviour, inbound): with the
+    /// partings, how much the connection set churns.
+    pub connections_opened: u64,
     /// Connections closed because their pings failed.
     pub dead_connections_closed: u64,
+    /// Peers the connection manager parted from (above the high watermark), and peers that
+    /// parted from us.
+    pub peers_trimmed: u64,
+    pub peers_parted_from_us: u64,
     /// Peers whose connections were closed because they do not speak this network's protocols
     /// (another network id or another libp2p application), or never identified themselves.
     pub strangers_closed: u64,
@@ -130,9 +147,16 @@ pub struct Network {
     /// Bootstrap addresses without `/p2p/`, with the peer we found there.
     bootstrap_peers: HashMap<Multiaddr, PeerId>,
     last_dial: HashMap<PeerId, Instant>,
-    /// Our outstanding sync requests: libp2p's id to the caller's. An entry leaves with the
-    /// response or the failure, one of which libp2p always reports.
-    outbound: HashMap<OutboundRequestId, RequestId>,
+    /// When a Kademlia walk last started (the join's or the maintenance round's).
+    last_walk: Option<Instant>,
+    /// Whether Kademlia bootstrapped from a bootstrap peer since start.
+    bootstrapped: bool,
+    /// Our outstanding sync requests: libp2p's id to the caller's, and the peer asked (it is not
+    /// trimmed meanwhile). An entry leaves with the response or the failure, one of which libp2p
+    /// always reports.
+    outbound: HashMap<OutboundRequestId, (RequestId, PeerId)>,
+    /// Bounded connections: watermarks around the target, partings.
+    conns: ConnManager<PeerId>,
     /// Which connected peers are of this network; strangers met recently.
     admission: Admission<PeerId>,
     /// Peers banned by the replica. The only other reason to block a peer is a test's cut.
@@ -175,6 +199,7 @@ impl Network {
         }
         let rejoin = rejoin_peers(&config.rejoin, *swarm.local_peer_id());
         let reach = Reach::new(config.loopback_only(), config.relay_server, config.announce.clone());
+        let marks = Watermarks::for_target(config.target_peers);
         let mut net = Network {
             swarm,
             protocols,
@@ -182,7 +207,10 @@ impl Network {
             listen_addrs: Vec::new(),
             bootstrap_peers: HashMap::new(),
             last_dial: HashMap::new(),
+            last_walk: None,
+            bootstrapped: false,
             outbound: HashMap::new(),
+            conns: ConnManager::new(marks),
             admission: Admission::new(),
             banned: HashSet::new(),
             #[cfg(feature = "test-util")]
@@ -333,7 +361,7 @@ impl Network {
     pub fn request_sync(&mut self, peer: &PeerId, id: RequestId, request: SyncRequest) {
         self.stats.sync_requests_sent += 1;
         let libp2p_id = self.swarm.behaviour_mut().sync.send_request(peer, Inbound::Valid(request));
-        self.outbound.insert(libp2p_id, id);
+        self.outbound.insert(libp2p_id, (id, *peer));
     }
 
     pub fn respond_sync(&mut self, responder: Responder, reply: SyncReply) {
@@ -362,8 +390,12 @@ impl Network {
             return false;
         }
         let addrs = if self.swarm.is_connected(&peer) { Vec::new() } else { addrs };
-        let libp2p_id = self.swarm.behaviour_mut().probe.send_request_with_addresses(&peer, request, addrs);
-        self.probes.sent(libp2p_id, id);
+        let libp2p_id = self.swarm.behaviour_mut().probe.send_request_with_addresses(
+            &peer,
+            ProbeWire::Probe(request),
+            addrs,
+        );
+        self.probes.sent(libp2p_id, id, peer);
         true
     }
 
@@ -404,6 +436,7 @@ impl Network {
                 Some(NetEvent::ListenAddrsChanged)
             }
             SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+                self.stats.connections_opened += 1;
                 if let ConnectedPoint::Dialer { address, .. } = &endpoint {
                     let bare: Multiaddr = address.iter().filter(|p| !matches!(p, Protocol::P2p(_))).collect();
                     if self.config.bootstrap.contains(&bare) || self.config.bootstrap.contains(address) {
@@ -415,7 +448,10 @@ impl Network {
                 None
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
-                self.admission.disconnected(&peer_id).then_some(NetEvent::PeerDisconnected(peer_id))
+                let parted = self.conns.disconnected(&peer_id, Instant::now());
+                self.admission
+                    .disconnected(&peer_id)
+                    .then_some(NetEvent::PeerDisconnected { peer: peer_id, parted })
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
@@ -446,6 +482,7 @@ impl Network {
                         && !self.swarm.is_connected(&info.peer_id)
                         && !self.is_blocked(&info.peer_id)
                         && !self.admission.is_stranger(&info.peer_id, now)
+                        && !self.conns.recently_parted(&info.peer_id, now)
                         && fresh
                     {
                         self.dial_peer(info.peer_id, info.addrs);
@@ -453,10 +490,44 @@ impl Network {
                 }
                 None
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.handle_sync(event),
-            SwarmEvent::Behaviour(BehaviourEvent::Probe(event)) => {
-                self.probes.handle(event).map(NetEvent::Probe)
+            // Kademlia bootstraps by itself while its table holds fewer than 20 peers (a setting
+            // it does not expose): a walk towards our own id, then one towards every bucket,
+            // a few dozen dials each. The first walk fills the table with our neighbours; the
+            // rest is cut short here (each next walk is finished before it dials), since with
+            // bounded connections every dial is a connection opened and trimmed (measured at
+            // N=100: these walks, lasting minutes on a loaded host, opened most connections).
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id,
+                result: kad::QueryResult::Bootstrap(_),
+                step,
+                ..
+            })) => {
+                if !step.last {
+                    if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                        query.finish();
+                    }
+                }
+                None
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.handle_sync(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Probe(event)) => match self.probes.handle(event)? {
+                Handled::Event(event) => Some(NetEvent::Probe(event)),
+                Handled::PartingFrom { peer, responder } => {
+                    tracing::debug!(%peer, "the peer is parting from us");
+                    self.stats.peers_parted_from_us += 1;
+                    self.conns.parting_from(peer, Instant::now());
+                    // The ack's content is not read: the notice needs no answer but the close.
+                    self.respond_probe(
+                        responder,
+                        ProbeAck { acked: true, incarnation: 0, updates: Vec::new() },
+                    );
+                    None
+                }
+                Handled::PartedFrom(peer) => {
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                    None
+                }
+            },
             // A peer without ping (`Unsupported`) is not dead; a timeout or a broken stream is.
             SwarmEvent::Behaviour(BehaviourEvent::Ping(libp2p::ping::Event {
                 peer,
@@ -488,13 +559,13 @@ impl Network {
                     request: Inbound::Malformed(reason), channel, ..
                 } => Some(NetEvent::MalformedSyncRequest { peer, reason, responder: Responder(channel) }),
                 request_response::Message::Response { request_id, response } => {
-                    let id = self.outbound.remove(&request_id)?;
+                    let (id, _) = self.outbound.remove(&request_id)?;
                     Some(NetEvent::SyncResponse { peer, id, reply: response })
                 }
             },
             request_response::Event::OutboundFailure { request_id, error, .. } => {
                 self.stats.sync_outbound_failures += 1;
-                let id = self.outbound.remove(&request_id)?;
+                let (id, _) = self.outbound.remove(&request_id)?;
                 Some(NetEvent::SyncFailed { id, error: error.to_string() })
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
@@ -537,6 +608,7 @@ impl Network {
         };
         match judged {
             Judged::NewMember => {
+                self.conns.connected(peer, now);
                 self.joined(peer);
                 Some(NetEvent::PeerConnected(peer))
             }
@@ -551,7 +623,12 @@ impl Network {
     }
 
     /// A peer of this network is connected: a bootstrap peer seeds Kademlia (added only now, so
-    /// that a stranger at a bootstrap address never enters the routing table).
+    /// that a stranger at a bootstrap address never enters the routing table), and on the first
+    /// meeting (or while the routing table is small) a walk towards our own id fills the table
+    /// with our neighbours. Not on every reconnection to a bootstrap peer: a walk dials a few
+    /// dozen peers, and with bounded connections a node meets its bootstrap peers again and
+    /// again (measured at N=50: such walks opened most of the ~18 connections per second that
+    /// the trims then closed).
     fn joined(&mut self, peer: PeerId) {
         let bootstrap: Vec<Multiaddr> =
             self.bootstrap_peers.iter().filter(|(_, p)| **p == peer).map(|(a, _)| a.clone()).collect();
@@ -561,7 +638,24 @@ impl Network {
         for addr in bootstrap {
             self.swarm.behaviour_mut().kad.add_address(&peer, addr);
         }
-        let _ = self.swarm.behaviour_mut().kad.bootstrap();
+        if !self.bootstrapped || self.routing_table_size() < self.config.target_peers {
+            self.bootstrapped = true;
+            let me = self.local_peer_id();
+            self.walk(me);
+        }
+    }
+
+    /// A Kademlia walk towards `target`, asking for the WALK_RESULTS closest peers rather than
+    /// Kademlia's 20: every peer a walk asks is a connection opened (and soon trimmed), and the
+    /// few closest are what the routing table needs.
+    pub(super) fn walk(&mut self, target: PeerId) {
+        self.last_walk = Some(Instant::now());
+        self.swarm.behaviour_mut().kad.get_n_closest_peers(target, WALK_RESULTS);
+    }
+
+    /// Peers in Kademlia's routing table.
+    fn routing_table_size(&mut self) -> usize {
+        self.swarm.behaviour_mut().kad.kbuckets().map(|b| b.num_entries()).sum()
     }
 
     /// Counts a stranger and keeps it out of Kademlia (Kademlia adds only peers that speak its

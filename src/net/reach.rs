@@ -91,8 +91,11 @@ pub(super) struct Reach {
     reservations: HashMap<ListenerId, PeerId>,
     /// Relays that refused us recently, or dropped our slot.
     relay_failed: HashMap<PeerId, Instant>,
-    /// Open connections: whether each is relayed.
-    connections: HashMap<ConnectionId, bool>,
+    /// Open connections: to whom, and whether each is relayed.
+    connections: HashMap<ConnectionId, (PeerId, bool)>,
+    /// Circuits we relay now, by the peers at their ends (closing either end's connection would
+    /// cut the circuit).
+    circuits: HashMap<PeerId, usize>,
     pub counters: ReachCounters,
 }
 
@@ -111,6 +114,7 @@ impl Reach {
             reservations: HashMap::new(),
             relay_failed: HashMap::new(),
             connections: HashMap::new(),
+            circuits: HashMap::new(),
             counters: ReachCounters::default(),
         }
     }
@@ -158,13 +162,21 @@ impl Reach {
 
     /// (direct, relayed) connections open now.
     pub fn connection_counts(&self) -> (u64, u64) {
-        let relayed = self.connections.values().filter(|r| **r).count() as u64;
+        let relayed = self.connections.values().filter(|(_, r)| *r).count() as u64;
         (self.connections.len() as u64 - relayed, relayed)
     }
 
     /// What the own record advertises (see [`own_address`]).
     pub fn own_address(&self, me: PeerId, listen: &[Multiaddr], configured: &[Multiaddr]) -> OwnAddress {
         own_address(me, self.loopback_only, listen, &self.confirmed, &self.announce, configured)
+    }
+
+    /// Peers whose connections reachability needs: the relays holding our slots, peers we reach
+    /// (or who reach us) through a relay, and the ends of circuits we relay. The connection
+    /// manager keeps them.
+    pub fn needed_peers(&self) -> impl Iterator<Item = PeerId> + '_ {
+        let relayed = self.connections.values().filter(|(_, r)| *r).map(|(p, _)| *p);
+        self.reservations.values().copied().chain(relayed).chain(self.circuits.keys().copied())
     }
 
     /// Takes note of a swarm event; true when the own record's addresses or the reachability
@@ -184,7 +196,7 @@ impl Reach {
                 true
             }
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
-                self.connections.insert(*connection_id, endpoint.is_relayed());
+                self.connections.insert(*connection_id, (*peer_id, endpoint.is_relayed()));
                 if let ConnectedPoint::Dialer { address, .. } = endpoint {
                     if !endpoint.is_relayed() {
                         self.dialed.entry(*peer_id).or_insert_with(|| without_p2p(address));
@@ -246,16 +258,25 @@ impl Reach {
                 self.counters.relay_reservations_accepted += 1;
                 false
             }
-            BehaviourEvent::Relay(relay::Event::CircuitReqAccepted { .. }) => {
+            BehaviourEvent::Relay(relay::Event::CircuitReqAccepted { src_peer_id, dst_peer_id }) => {
                 self.counters.relayed_circuits_served += 1;
+                for end in [src_peer_id, dst_peer_id] {
+                    *self.circuits.entry(*end).or_default() += 1;
+                }
                 false
             }
-            BehaviourEvent::Relay(relay::Event::CircuitClosed {
-                src_peer_id,
-                dst_peer_id,
-                error: Some(error),
-            }) => {
-                tracing::debug!(src = %src_peer_id, dst = %dst_peer_id, %error, "relayed circuit closed");
+            BehaviourEvent::Relay(relay::Event::CircuitClosed { src_peer_id, dst_peer_id, error }) => {
+                if let Some(error) = error {
+                    tracing::debug!(src = %src_peer_id, dst = %dst_peer_id, %error, "relayed circuit closed");
+                }
+                for end in [src_peer_id, dst_peer_id] {
+                    if let Some(n) = self.circuits.get_mut(end) {
+                        *n -= 1;
+                        if *n == 0 {
+                            self.circuits.remove(end);
+                        }
+                    }
+                }
                 false
             }
             BehaviourEvent::Upnp(event) => {

@@ -72,7 +72,8 @@ fn node_key(key: &str) -> Option<PeerId> {
 pub(super) fn evidence(event: &NetEvent) -> Option<Input<PeerId, ProbeResponder>> {
     match event {
         NetEvent::PeerConnected(p) => Some(Input::Connected(*p)),
-        NetEvent::PeerDisconnected(p) => Some(Input::Disconnected(*p)),
+        NetEvent::PeerDisconnected { peer, parted: false } => Some(Input::Disconnected(*peer)),
+        NetEvent::PeerDisconnected { peer, parted: true } => Some(Input::Parted(*peer)),
         NetEvent::Gossip { from, .. } => Some(Input::Heard(*from)),
         NetEvent::SyncRequest { peer, .. }
         | NetEvent::MalformedSyncRequest { peer, .. }

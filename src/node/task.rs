@@ -276,7 +276,7 @@ impl NodeTask {
                 self.network_changed = true;
                 Input::PeerConnected(peer)
             }
-            NetEvent::PeerDisconnected(peer) => {
+            NetEvent::PeerDisconnected { peer, .. } => {
                 tracing::debug!(%peer, "disconnected");
                 self.network_changed = true;
                 Input::PeerDisconnected(peer)

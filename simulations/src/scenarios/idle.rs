@@ -53,6 +53,21 @@ fn refresh_like(w: usize) -> PeerFields {
     }
 }
 
+/// Counters of the connection set, summed over the nodes.
+#[derive(Debug, Default)]
+struct Churn {
+    /// Connections closed because their pings failed.
+    dead_closed: u64,
+    /// Dials the nodes' own maintenance made (not Kademlia's or probes').
+    dials: u64,
+    /// Connections established, both ways, all causes.
+    opened: u64,
+    /// Partings of the connection manager.
+    trimmed: u64,
+    /// Members seen suspect or dead now.
+    not_alive: usize,
+}
+
 impl Sim<'_> {
     pub async fn idle(&mut self, o: &IdleOptions) -> anyhow::Result<Outcome> {
         let n = self.cluster.running().len();
@@ -74,9 +89,12 @@ impl Sim<'_> {
         let connections_end = self.mean_connections();
         let churn_end = self.link_churn();
         // Pings that time out on a starved host close connections, and re-dialling them costs
-        // handshakes: shown so that such a window is recognised.
-        let dead_closed = churn_end.0.saturating_sub(churn_start.0);
-        let dials = churn_end.1.saturating_sub(churn_start.1);
+        // handshakes: shown so that such a window is recognised. Likewise connections opened
+        // and partings: the connection set's churn, each opening costing handshakes.
+        let dead_closed = churn_end.dead_closed.saturating_sub(churn_start.dead_closed);
+        let dials = churn_end.dials.saturating_sub(churn_start.dials);
+        let opened = churn_end.opened.saturating_sub(churn_start.opened);
+        let trimmed = churn_end.trimmed.saturating_sub(churn_start.trimmed);
         let idle = Rate::between(start, end, n);
         let halves = [Rate::between(start, middle, n), Rate::between(middle, end, n)];
         self.idle_rate = Some(idle.bytes_per_node_per_sec());
@@ -105,7 +123,9 @@ impl Sim<'_> {
             "connections_per_node_at_start_and_end": [connections, connections_end],
             "window_dead_connections_closed": dead_closed,
             "window_dials": dials,
-            "window_end_members_not_alive": churn_end.2,
+            "window_connections_opened": opened,
+            "window_partings": trimmed,
+            "window_end_members_not_alive": churn_end.not_alive,
             "settle_secs": o.settle.as_secs_f64(),
             "window": idle.to_json(),
             "window_halves": [halves[0].to_json(), halves[1].to_json()],
@@ -122,14 +142,15 @@ impl Sim<'_> {
         println!(
             "idle      N={n}: {:.0} B/s/node idle over {:.0}s (halves {:.0} / {:.0}; {:.1} packets/s/node; \
              {connections:.1} -> {connections_end:.1} connections/node, \
-             {dead_closed} dead connections closed, {dials} dials, {} members not alive at the end); {per_write:.0} B/write/node ({} isolated writes); \
+             {dead_closed} dead connections closed, {dials} dials, {opened} connections opened, {trimmed} partings, \
+             {} members not alive at the end); {per_write:.0} B/write/node ({} isolated writes); \
              refresh every {:.0}s adds {refresh_amortised:.1} B/s/node: {total:.0} B/s/node in all",
             idle.bytes_per_node_per_sec(),
             idle.secs,
             halves[0].bytes_per_node_per_sec(),
             halves[1].bytes_per_node_per_sec(),
             idle.packets_per_node_per_sec(),
-            churn_end.2,
+            churn_end.not_alive,
             o.writes,
             refresh_secs,
         );
@@ -143,15 +164,16 @@ impl Sim<'_> {
         })
     }
 
-    /// Summed over the running nodes: connections closed for failed pings, dials, and members
-    /// seen suspect or dead.
-    fn link_churn(&self) -> (u64, u64, usize) {
-        let mut out = (0, 0, 0);
+    /// Summed over the running nodes.
+    fn link_churn(&self) -> Churn {
+        let mut out = Churn::default();
         for i in self.cluster.running() {
             if let Ok(s) = self.cluster.status(i) {
-                out.0 += s.net_stats.dead_connections_closed;
-                out.1 += s.net_stats.dials;
-                out.2 += s.liveness.suspect + s.liveness.dead;
+                out.dead_closed += s.net_stats.dead_connections_closed;
+                out.dials += s.net_stats.dials;
+                out.opened += s.net_stats.connections_opened;
+                out.trimmed += s.net_stats.peers_trimmed;
+                out.not_alive += s.liveness.suspect + s.liveness.dead;
             }
         }
         out

@@ -1,7 +1,13 @@
 //! Liveness: which nodes of the table are up, as each node sees it (not stored in the table).
-//! A pure state machine, SWIM with memberlist's dissemination: each period one member is probed
-//! (round robin over a shuffled list); an unanswered probe is retried through `indirect_k` other
-//! members (ping-req); only then is the target suspected. A suspicion not refuted within the
+//! A pure state machine, SWIM with memberlist's dissemination: each period one connected member
+//! is probed (round robin over a shuffled list); an unanswered probe is retried through
+//! `indirect_k` other connected members (ping-req); only then is the target suspected.
+//!
+//! Probes ride on the connections a node keeps (a bounded number), so they open none: a member
+//! is watched by the nodes connected to it (a ping-req helper, too, answers only for a target it
+//! is connected to), and the others hear of its fate through the claims they pass on. Connections are only opened for a member whose connection just broke (it may
+//! have died) and, once per `far_probe_interval_ms`, for one member we are not connected to (it
+//! may have died while no one was connected to it). A suspicion not refuted within the
 //! suspicion timeout makes it dead. Claims (suspect, dead, and a node's own refutation with a
 //! higher incarnation) are piggybacked on probes and acks a bounded number of times, and only
 //! when they change. So each node sends about one probe and one ack per period whatever N is.
@@ -21,7 +27,7 @@ use std::hash::Hash;
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 
 use broadcast::Broadcasts;
 pub use types::{
@@ -94,6 +100,10 @@ pub struct Liveness<P, R> {
     connected: HashSet<P>,
     /// Probe order: the members, shuffled each time round.
     order: Vec<P>,
+    /// Where the far probes (members not connected) stand in `order`, and when the next is due
+    /// (0: not scheduled yet).
+    far_next: usize,
+    next_far_probe_ms: u64,
     /// Members whose connection just closed: probed before the round robin resumes (a closed
     /// connection is often the first sign of a failure). Each member at most once.
     hints: VecDeque<P>,
@@ -121,6 +131,8 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
             incarnation: 0,
             members: HashMap::new(),
             order: Vec::new(),
+            far_next: 0,
+            next_far_probe_ms: 0,
             hints: VecDeque::new(),
             next: 0,
             next_probe_ms: 0,
@@ -200,6 +212,13 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
                     if !self.hints.contains(&p) {
                         self.hints.push_back(p.clone());
                     }
+                }
+                self.show(&p, &mut out);
+            }
+            Input::Parted(p) => {
+                self.connected.remove(&p);
+                if let Some(m) = self.members.get_mut(&p) {
+                    m.last_seen_ms = Some(now_ms);
                 }
                 self.show(&p, &mut out);
             }
@@ -327,7 +346,11 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
         }
         match request.target {
             Some(target) if target != self.me => {
-                if self.relays >= self.config.max_relays {
+                // A helper probes only over a connection it holds: dialling for someone else's
+                // doubt would open a connection per ping-req, and a loaded network (where
+                // probes time out) would then open them by the hundred. The asker has other
+                // helpers, and the nodes connected to the target watch it anyway.
+                if self.relays >= self.config.max_relays || !self.connected.contains(&target) {
                     let ack = self.ack(&from, false);
                     out.push(Output::Reply { to: reply, ack });
                     return;
@@ -392,6 +415,14 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
             self.dirty = true;
             self.probe_next(now_ms, out);
         }
+        if self.next_far_probe_ms == 0 {
+            // A random phase, so that nodes started together do not dial in step.
+            let interval = self.config.far_probe_interval_ms.max(1);
+            self.next_far_probe_ms = now_ms + self.rng.gen_range(0..interval);
+        } else if now_ms >= self.next_far_probe_ms {
+            self.next_far_probe_ms = now_ms + self.config.far_probe_interval_ms;
+            self.probe_far(now_ms, out);
+        }
     }
 
     fn expire_relays(&mut self, now_ms: u64, out: &mut Vec<Output<P, R>>) {
@@ -435,12 +466,15 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
         });
     }
 
-    /// Up to `indirect_k` random members shown alive, other than `target`.
+    /// Up to `indirect_k` random connected members shown alive, other than `target` (asking one
+    /// we are not connected to would cost a connection, and it is less likely to reach the target).
     fn helpers(&mut self, target: &P) -> Vec<P> {
         let mut candidates: Vec<&P> = self
             .members
             .iter()
-            .filter(|(p, m)| *p != target && m.shown_state(self.connected.contains(p)) == State::Alive)
+            .filter(|(p, m)| {
+                *p != target && self.connected.contains(*p) && m.shown_state(true) == State::Alive
+            })
             .map(|(p, _)| p)
             .collect();
         candidates.sort();
@@ -479,8 +513,9 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
         }
     }
 
-    /// Starts a round on the next member in the shuffled order (skipping ones in a round).
-    /// One probe per period whatever N is: a hinted member first, else the round robin's next.
+    /// Starts a round on the next connected member in the shuffled order (skipping ones in a
+    /// round). One probe per period whatever N is: a hinted member first (its connection just
+    /// broke: the probe dials it), else the round robin's next.
     fn probe_next(&mut self, now_ms: u64, out: &mut Vec<Output<P, R>>) {
         while let Some(target) = self.hints.pop_front() {
             if self.members.contains_key(&target) && !self.rounds.contains_key(&target) {
@@ -495,7 +530,19 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
             }
             let target = self.order[self.next].clone();
             self.next += 1;
-            if self.rounds.contains_key(&target) {
+            if self.rounds.contains_key(&target) || !self.connected.contains(&target) {
+                continue;
+            }
+            return self.start_round(target, now_ms, out);
+        }
+    }
+
+    /// Starts a round on the next member we are not connected to (the probe dials it).
+    fn probe_far(&mut self, now_ms: u64, out: &mut Vec<Output<P, R>>) {
+        for _ in 0..self.order.len() {
+            self.far_next = if self.far_next + 1 >= self.order.len() { 0 } else { self.far_next + 1 };
+            let target = self.order[self.far_next].clone();
+            if self.rounds.contains_key(&target) || self.connected.contains(&target) {
                 continue;
             }
             return self.start_round(target, now_ms, out);

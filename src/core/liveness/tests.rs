@@ -1,5 +1,7 @@
 //! The liveness state machine in a deterministic simulated network: nodes are numbers, messages
 //! take one step, a down node answers nothing (its messages fail as a refused dial would).
+//! Nodes are connected along `links` (all pairs, or a sparse ring as under a connection
+//! manager); a killed node's connections close, as a killed process's sockets do.
 
 use std::collections::{HashSet, VecDeque};
 
@@ -21,6 +23,10 @@ struct Sim {
     down: HashSet<u32>,
     /// Links that drop everything (from, to), both ways when cut with `cut`.
     cut: HashSet<(u32, u32)>,
+    /// Open connections (from, to), both directions listed.
+    links: HashSet<(u32, u32)>,
+    /// Messages sent to a node the sender had no connection to (each would dial).
+    dials: u64,
     queue: VecDeque<Msg>,
     now: u64,
     /// Every `Changed` seen, by observer: (time, observer, peer, state).
@@ -33,17 +39,38 @@ struct Sim {
 }
 
 impl Sim {
+    /// Every node connected to every other.
     fn new(n: u32, config: LivenessConfig) -> Sim {
+        Sim::with_links(n, config, |_, _| true)
+    }
+
+    /// Each node connected to its `degree` nearest on a ring: a connected graph, sparse as a
+    /// bounded connection count makes it.
+    fn ring(n: u32, degree: u32, config: LivenessConfig) -> Sim {
+        Sim::with_links(n, config, move |i, j| {
+            let d = (i + n - j) % n;
+            d.min(n - d) <= degree / 2
+        })
+    }
+
+    fn with_links(n: u32, config: LivenessConfig, linked: impl Fn(u32, u32) -> bool) -> Sim {
         let mut nodes = Vec::new();
+        let mut links = HashSet::new();
         for i in 0..n {
             let mut node = Liveness::new(i, LivenessConfig { seed: u64::from(i), ..config.clone() });
             for j in 0..n {
                 node.handle(Input::MemberAdded(j), 0);
+                if i != j && linked(i, j) {
+                    node.handle(Input::Connected(j), 0);
+                    links.insert((i, j));
+                }
             }
             nodes.push(node);
         }
         Sim {
             nodes,
+            links,
+            dials: 0,
             down: HashSet::new(),
             cut: HashSet::new(),
             queue: VecDeque::new(),
@@ -64,6 +91,9 @@ impl Sim {
             match o {
                 Output::Send { to, id, request } => {
                     self.messages += 1;
+                    if !self.links.contains(&(node, to)) {
+                        self.dials += 1;
+                    }
                     self.max_piggyback = self.max_piggyback.max(request.updates.len());
                     if let Some(t) = &request.target {
                         self.ping_reqs.push((self.now, node, *t));
@@ -99,6 +129,37 @@ impl Sim {
         }
         for i in 0..self.nodes.len() as u32 {
             self.input(i, Input::Tick);
+        }
+    }
+
+    /// A crash: the node answers nothing, and its connections close (not a parting).
+    fn kill(&mut self, node: u32) {
+        self.down.insert(node);
+        let peers: Vec<u32> = self.links.iter().filter(|(a, _)| *a == node).map(|(_, b)| *b).collect();
+        for peer in peers {
+            self.links.remove(&(node, peer));
+            self.links.remove(&(peer, node));
+            self.input(peer, Input::Disconnected(node));
+        }
+    }
+
+    /// A paused node resumes and its peers' maintenance connects it to `peers` again.
+    fn revive(&mut self, node: u32, peers: impl IntoIterator<Item = u32>) {
+        self.down.remove(&node);
+        for peer in peers {
+            self.links.insert((node, peer));
+            self.links.insert((peer, node));
+            self.input(peer, Input::Connected(node));
+            self.input(node, Input::Connected(peer));
+        }
+    }
+
+    /// The link between `a` and `b` drops everything; their connection closes (pings fail).
+    fn sever(&mut self, a: u32, b: u32) {
+        for (x, y) in [(a, b), (b, a)] {
+            self.cut.insert((x, y));
+            self.links.remove(&(x, y));
+            self.input(x, Input::Disconnected(y));
         }
     }
 
@@ -143,7 +204,7 @@ fn suspect_only_after_direct_and_indirect_probes_fail() {
     let config = LivenessConfig::default();
     let mut sim = Sim::new(8, config.clone());
     sim.run_ms(3_000);
-    sim.down.insert(7);
+    sim.kill(7);
     let killed_at = sim.now;
     let t = sim.until_all(7, State::Suspect, 20_000);
     assert!(t.is_some(), "every node suspects the dead one");
@@ -165,7 +226,7 @@ fn dead_after_the_suspicion_timeout() {
     let config = LivenessConfig::default();
     let mut sim = Sim::new(8, config.clone());
     sim.run_ms(3_000);
-    sim.down.insert(3);
+    sim.kill(3);
     let killed_at = sim.now;
     let t = sim.until_all(3, State::Dead, 30_000).expect("dead everywhere");
     assert!(t <= 20_000, "dead everywhere within 20 s of simulated time, took {t} ms");
@@ -182,9 +243,10 @@ fn dead_after_the_suspicion_timeout() {
 fn a_paused_node_refutes_with_a_higher_incarnation() {
     let mut sim = Sim::new(8, LivenessConfig::default());
     sim.run_ms(3_000);
-    sim.down.insert(5);
+    // Paused long enough for the pings to close its connections.
+    sim.kill(5);
     sim.until_all(5, State::Dead, 30_000).expect("dead while paused");
-    sim.down.remove(&5);
+    sim.revive(5, [0, 1]);
     let t = sim.until_all(5, State::Alive, 10_000).expect("alive again everywhere");
     assert!(t <= 10_000);
     assert!(sim.nodes[5].incarnation() > 0, "it refuted the claim against it");
@@ -201,8 +263,7 @@ fn a_paused_node_refutes_with_a_higher_incarnation() {
 fn a_lost_direct_probe_is_saved_by_the_indirect_ones() {
     let mut sim = Sim::new(6, LivenessConfig::default());
     // 0 cannot reach 4 directly, but everyone else can.
-    sim.cut.insert((0, 4));
-    sim.cut.insert((4, 0));
+    sim.sever(0, 4);
     sim.run_ms(60_000);
     assert!(sim.ping_reqs.iter().any(|r| r.1 == 0 && r.2 == 4), "0 asked others to probe 4");
     assert!(sim.first_change(0, 4, State::Suspect).is_none(), "an indirect answer keeps 4 alive in 0's view");
@@ -262,7 +323,7 @@ fn a_claim_about_oneself_is_refuted() {
 fn load(n: u32) -> (f64, usize) {
     let mut sim = Sim::new(n, LivenessConfig::default());
     sim.run_ms(2_000);
-    sim.down.insert(n - 1);
+    sim.kill(n - 1);
     sim.messages = 0;
     sim.run_ms(60_000);
     let per_node = sim.messages as f64 / f64::from(n - 1) / 60.0;
@@ -279,7 +340,7 @@ fn dissemination_is_bounded_and_load_does_not_grow_with_n() {
     // Updates stop being sent once they have been sent a bounded number of times.
     let mut sim = Sim::new(20, LivenessConfig::default());
     sim.run_ms(2_000);
-    sim.down.insert(19);
+    sim.kill(19);
     sim.until_all(19, State::Dead, 30_000).expect("dead everywhere");
     sim.run_ms(30_000);
     assert!(sim.max_piggyback <= MAX_PIGGYBACK);
@@ -364,4 +425,80 @@ fn a_peer_connected_before_its_record_arrives_is_a_connected_member() {
     }
     let connected: Vec<(u32, bool)> = node.view().iter().map(|m| (m.peer, m.connected)).collect();
     assert_eq!(connected, vec![(1, true), (2, false), (3, false)]);
+}
+
+#[test]
+fn with_few_connections_a_crash_is_found_and_spread_to_everyone_and_probes_dial_rarely() {
+    // 60 nodes, each connected to 8 others: only those 8 watch a node; the rest hear of it.
+    let config = LivenessConfig::default();
+    let mut sim = Sim::ring(60, 8, config.clone());
+    sim.run_ms(60_000);
+    assert!(sim.changes.iter().all(|c| c.3 == State::Alive), "no false suspicion");
+    for node in &sim.nodes {
+        assert!(node.view().iter().all(|m| m.state == State::Alive));
+    }
+    // A healthy network dials only for the far probes: about one per node per far interval.
+    let per_node_per_min = sim.dials as f64 / 60.0;
+    let far_per_min = 60_000.0 / config.far_probe_interval_ms as f64;
+    assert!(
+        per_node_per_min <= far_per_min * 1.5,
+        "{per_node_per_min:.2} dials per node per minute, {far_per_min:.1} far probes expected"
+    );
+    sim.kill(17);
+    let t = sim.until_all(17, State::Dead, 60_000).expect("dead everywhere, also where never connected");
+    assert!(t <= 30_000, "dead everywhere within 30 s of simulated time, took {t} ms");
+}
+
+#[test]
+fn a_member_no_one_is_connected_to_is_found_dead_by_the_far_probes() {
+    // Node 9 is in every table but gone before anyone connected to it (a table loaded at start).
+    let config = LivenessConfig { far_probe_interval_ms: 10_000, ..LivenessConfig::default() };
+    let mut sim = Sim::with_links(10, config, |i, j| i != 9 && j != 9);
+    sim.down.insert(9);
+    let t = sim.until_all(9, State::Dead, 60_000).expect("found dead without any connection to it");
+    assert!(t <= 40_000, "took {t} ms");
+}
+
+#[test]
+fn a_parting_is_not_looked_into() {
+    let mut node: Liveness<u32, Reply> = Liveness::new(0, LivenessConfig::default());
+    for p in 1..4 {
+        node.handle(Input::MemberAdded(p), 0);
+        node.handle(Input::Connected(p), 0);
+    }
+    node.handle(Input::Tick, 0);
+    node.handle(Input::Parted(2), 500);
+    let out = node.handle(Input::Tick, 1000);
+    let probed: Vec<u32> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send { to, .. } => Some(*to),
+            _ => None,
+        })
+        .collect();
+    assert!(!probed.contains(&2), "a peer that parted is not probed (which would dial it): {probed:?}");
+    assert_eq!(node.state_of(&2), Some(State::Alive));
+    assert!(!node.view().iter().find(|m| m.peer == 2).expect("a member").connected);
+}
+
+#[test]
+fn a_helper_probes_only_a_target_it_is_connected_to() {
+    let mut node: Liveness<u32, Reply> = Liveness::new(0, LivenessConfig::default());
+    for p in 1..4 {
+        node.handle(Input::MemberAdded(p), 0);
+    }
+    node.handle(Input::Connected(1), 0);
+    node.handle(Input::Connected(2), 0);
+    let ping_req = |target| ProbeRequest { target: Some(target), incarnation: 0, updates: Vec::new() };
+    // 3 is not connected: answered "not reached" at once, nothing sent (no dial).
+    let out = node.handle(Input::Request { from: 1, request: ping_req(3), reply: (1, 1) }, 10);
+    assert!(!out.iter().any(|o| matches!(o, Output::Send { .. })), "no probe of an unconnected target");
+    let acked = out.iter().find_map(|o| match o {
+        Output::Reply { ack, .. } => Some(ack.acked),
+        _ => None,
+    });
+    assert_eq!(acked, Some(false));
+    // 2 is connected: probed over that connection.
+    let out = node.handle(Input::Request { from: 1, request: ping_req(2), reply: (1, 2) }, 20);
+    assert!(out.iter().any(|o| matches!(o, Output::Send { to: 2, .. })));
 }

@@ -52,8 +52,14 @@ pub const MAX_PIGGYBACK: usize = 8;
 /// Timings and fan-outs (memberlist's LAN defaults, scaled for a loaded test host).
 #[derive(Debug, Clone)]
 pub struct LivenessConfig {
-    /// One member is probed per period: the probe load per node does not depend on N.
+    /// One connected member is probed per period: the probe load per node does not depend on
+    /// N, and costs no connection.
     pub probe_interval_ms: u64,
+    /// Once per this, a member we have no connection to is probed too (which dials it): how a
+    /// node that no one is connected to any more (it died while apart, or the table was loaded
+    /// with it) is found dead. Across the network each member is still probed about once per
+    /// this, and a node opens one connection per this for it, whatever N is.
+    pub far_probe_interval_ms: u64,
     /// A direct probe unanswered for this long turns indirect.
     pub probe_timeout_ms: u64,
     /// The indirect probes' time, after which the target is suspected.
@@ -74,6 +80,7 @@ impl Default for LivenessConfig {
     fn default() -> Self {
         LivenessConfig {
             probe_interval_ms: 1000,
+            far_probe_interval_ms: 30_000,
             probe_timeout_ms: 800,
             indirect_timeout_ms: 1500,
             indirect_k: 3,
@@ -95,6 +102,9 @@ pub enum Input<P, R> {
     /// itself evidence: libp2p pings it and closes it when pings fail.
     Connected(P),
     Disconnected(P),
+    /// Its last connection closed on purpose (a connection manager's trim, ours or its own):
+    /// no sign of failure, so nothing to look into.
+    Parted(P),
     /// Any message from the peer (gossip, anti-entropy): it is up.
     Heard(P),
     /// Advances the timers; the task sends it every few hundred milliseconds.

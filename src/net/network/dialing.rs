@@ -2,7 +2,7 @@
 //! when cut off, and dialling known peers while below the target.
 
 use std::collections::HashSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::{Multiaddr, PeerId};
@@ -12,10 +12,18 @@ use super::{Network, REDIAL_BACKOFF};
 
 /// Most new dials per maintenance round, so a large routing table cannot flood the node.
 const MAX_DIALS_PER_ROUND: usize = 8;
+/// Least time between two random walks of the maintenance round.
+const WALK_BACKOFF: Duration = Duration::from_secs(30);
+/// A random walk at least this often, to refresh the routing table. A walk asks a few dozen
+/// peers, each answering with up to 20 peers and their addresses (~5.7 KB/s per node at N=20
+/// at the former 60 s, half the idle traffic then), and with bounded connections each peer asked
+/// is a connection opened; the table's node records and identify keep the table fresh between.
+const KAD_WALK_INTERVAL: Duration = Duration::from_secs(600);
 
 impl Network {
     /// Keeps the node connected: re-dials the bootstrap peers when none of them is connected (a
-    /// healed partition re-merges by itself) and dials known peers while below the target.
+    /// healed partition re-merges by itself) and dials known peers while below the target; and
+    /// parts from the excess above the high watermark (see `trimming`).
     pub fn maintain(&mut self) {
         let now = Instant::now();
         for peer in self.admission.overdue(now) {
@@ -26,6 +34,7 @@ impl Network {
         for peer in self.admission.due_to_close(now) {
             let _ = self.swarm.disconnect_peer_id(peer);
         }
+        self.trim(now);
         // Only members count toward the target: strangers must not crowd real peers out.
         let connected: HashSet<PeerId> = self.admission.members().copied().collect();
         let bootstrap_connected =
@@ -37,9 +46,27 @@ impl Network {
             self.dial_rejoin();
         }
         self.reach.maintain(&mut self.swarm);
-        if connected.len() >= self.config.target_peers {
-            return;
+        let known = if connected.len() < self.config.target_peers {
+            self.dial_known(&connected, now)
+        } else {
+            usize::MAX
+        };
+        // Look further when the table holds too few peers to reach the target (not when the
+        // ones it holds are connected, parted from or just dialled): a random walk finds peers
+        // it does not hold yet, at the price of dialling a few, so at most once per
+        // WALK_BACKOFF; and every KAD_WALK_INTERVAL anyway, so the table learns of new nodes.
+        let since_walk = self.last_walk.map(|t| now.duration_since(t));
+        let wanted = known < self.config.target_peers && since_walk.is_none_or(|d| d >= WALK_BACKOFF);
+        let routine = since_walk.is_none_or(|d| d >= KAD_WALK_INTERVAL);
+        if (wanted || routine) && !connected.is_empty() {
+            self.walk(PeerId::random());
         }
+    }
+
+    /// Dials peers of the routing table (not connected, parted from, or dialled just now) while
+    /// below the target; returns how many peers the table holds besides strangers, connected
+    /// ones included: whether a walk could find more.
+    fn dial_known(&mut self, connected: &HashSet<PeerId>, now: Instant) -> usize {
         let mut candidates: Vec<(PeerId, Vec<Multiaddr>)> = Vec::new();
         for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
             for entry in bucket.iter() {
@@ -49,6 +76,8 @@ impl Network {
                 }
             }
         }
+        let known = connected.len() + candidates.len();
+        candidates.retain(|(peer, _)| !self.conns.recently_parted(peer, now));
         // A connection still being identified is not dialled twice.
         candidates.retain(|(peer, _)| !self.swarm.is_connected(peer));
         self.last_dial.retain(|_, t| now.duration_since(*t) < REDIAL_BACKOFF);
@@ -63,10 +92,7 @@ impl Network {
             self.dial_peer(peer, addrs);
             dials += 1;
         }
-        if connected.len() + dials < self.config.target_peers && !connected.is_empty() {
-            // Look further: a random walk finds peers our table does not hold yet.
-            self.swarm.behaviour_mut().kad.get_closest_peers(PeerId::random());
-        }
+        known
     }
 
     pub(super) fn dial_peer(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
@@ -100,10 +126,13 @@ impl Network {
         for addr in self.config.bootstrap.clone() {
             let peer = peer_of(&addr).or_else(|| self.bootstrap_peers.get(&addr).copied());
             if let Some(peer) = peer {
+                // A bootstrap peer we parted from (one that trims its many inbound connections,
+                // above all) is not dialled again at once: the other peers keep us connected.
                 if peer == self.local_peer_id()
                     || self.swarm.is_connected(&peer)
                     || self.is_blocked(&peer)
                     || self.admission.is_stranger(&peer, now)
+                    || self.conns.recently_parted(&peer, now)
                 {
                     continue;
                 }
