@@ -262,6 +262,11 @@ impl Network {
         }
     }
 
+    /// How many more connections the node wants (0 at or above the target).
+    pub fn peers_wanted(&self) -> usize {
+        self.config.target_peers.saturating_sub(self.admission.member_count())
+    }
+
     /// Addresses we listen on (the unspecified ones expanded to real interfaces).
     pub fn listen_addrs(&self) -> Vec<Multiaddr> {
         self.listen_addrs.clone()

@@ -145,6 +145,25 @@ impl Driver {
         }
     }
 
+    /// The network's maintenance round, with the table's node records as peers to dial while
+    /// below the target: their addresses are confirmed ones (relay circuits included), so this
+    /// reaches nodes behind NATs that no Kademlia walk returns (their Kademlia is a client).
+    pub fn maintain(&self, net: &mut Network, table: &Table) {
+        let wanted = net.peers_wanted();
+        let members = if wanted == 0 { Vec::new() } else { self.machine.unconnected(wanted * 2) };
+        let known = members
+            .into_iter()
+            .map(|peer| {
+                let addrs = table
+                    .get(&peer.to_string())
+                    .map(|r| r.addrs.iter().filter_map(|a| parse_multiaddr(a).ok()).collect())
+                    .unwrap_or_default();
+                (peer, addrs)
+            })
+            .collect();
+        net.maintain(known);
+    }
+
     /// Shows readers the members, if anything changed since last time.
     pub fn publish(&mut self, net: &Network) {
         if !self.machine.take_dirty() {

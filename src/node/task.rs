@@ -135,7 +135,7 @@ impl NodeTask {
                 }
                 event = self.net.next_event(), if accepting => self.net_event(event),
                 timer = self.timers.next() => self.input(Input::TimerFired(timer)),
-                _ = maintain.tick() => self.net.maintain(),
+                _ = maintain.tick() => self.liveness.maintain(&mut self.net, self.replica.table()),
                 _ = liveness_tick.tick() => {
                     self.liveness.input(liveness::Input::Tick, &mut self.net, self.replica.table())
                 }

@@ -147,6 +147,18 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
         }
     }
 
+    /// Up to `n` members not connected and not shown dead, in the probe order (shuffled): peers
+    /// worth a connection when the node has fewer than it wants.
+    pub fn unconnected(&self, n: usize) -> Vec<P> {
+        self.order
+            .iter()
+            .filter(|p| !self.connected.contains(*p))
+            .filter(|p| self.members.get(*p).is_some_and(|m| m.state != State::Dead))
+            .take(n)
+            .cloned()
+            .collect()
+    }
+
     pub fn incarnation(&self) -> u64 {
         self.incarnation
     }

@@ -12,8 +12,12 @@ use super::{Network, REDIAL_BACKOFF};
 
 /// Most new dials per maintenance round, so a large routing table cannot flood the node.
 const MAX_DIALS_PER_ROUND: usize = 8;
-/// Least time between two random walks of the maintenance round.
-const WALK_BACKOFF: Duration = Duration::from_secs(30);
+/// Least time between two walks of the maintenance round while the table holds fewer peers
+/// than the target. In a network larger than the target that is rare (a table holds dozens);
+/// in a smaller one it is always so, but then a walk asks only peers already connected and
+/// opens no connection. Frequent, because a walk is how a node learns the relay addresses of
+/// peers behind NATs and of peers that joined after it.
+const WALK_BACKOFF: Duration = Duration::from_secs(2);
 /// A random walk at least this often, to refresh the routing table. A walk asks a few dozen
 /// peers, each answering with up to 20 peers and their addresses (~5.7 KB/s per node at N=20
 /// at the former 60 s, half the idle traffic then), and with bounded connections each peer asked
@@ -24,7 +28,9 @@ impl Network {
     /// Keeps the node connected: re-dials the bootstrap peers when none of them is connected (a
     /// healed partition re-merges by itself) and dials known peers while below the target; and
     /// parts from the excess above the high watermark (see `trimming`).
-    pub fn maintain(&mut self) {
+    /// `members`: node records of the table not connected, with their addresses (dialled like
+    /// the routing table's peers while below the target).
+    pub fn maintain(&mut self, members: Vec<(PeerId, Vec<Multiaddr>)>) {
         let now = Instant::now();
         for peer in self.admission.overdue(now) {
             tracing::info!(%peer, "closing a connection that never identified itself");
@@ -47,14 +53,14 @@ impl Network {
         }
         self.reach.maintain(&mut self.swarm);
         let known = if connected.len() < self.config.target_peers {
-            self.dial_known(&connected, now)
+            self.dial_known(&connected, members, now)
         } else {
             usize::MAX
         };
         // Look further when the table holds too few peers to reach the target (not when the
         // ones it holds are connected, parted from or just dialled): a random walk finds peers
-        // it does not hold yet, at the price of dialling a few, so at most once per
-        // WALK_BACKOFF; and every KAD_WALK_INTERVAL anyway, so the table learns of new nodes.
+        // it does not hold yet, at the price of dialling a few (see WALK_BACKOFF); and every
+        // KAD_WALK_INTERVAL anyway, so the table learns of new nodes.
         let since_walk = self.last_walk.map(|t| now.duration_since(t));
         let wanted = known < self.config.target_peers && since_walk.is_none_or(|d| d >= WALK_BACKOFF);
         let routine = since_walk.is_none_or(|d| d >= KAD_WALK_INTERVAL);
@@ -63,10 +69,16 @@ impl Network {
         }
     }
 
-    /// Dials peers of the routing table (not connected, parted from, or dialled just now) while
+    /// Dials peers of the routing table, then members of the table (not connected, strangers,
+    /// parted from, or dialled just now) while
     /// below the target; returns how many peers the table holds besides strangers, connected
     /// ones included: whether a walk could find more.
-    fn dial_known(&mut self, connected: &HashSet<PeerId>, now: Instant) -> usize {
+    fn dial_known(
+        &mut self,
+        connected: &HashSet<PeerId>,
+        members: Vec<(PeerId, Vec<Multiaddr>)>,
+        now: Instant,
+    ) -> usize {
         let mut candidates: Vec<(PeerId, Vec<Multiaddr>)> = Vec::new();
         for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
             for entry in bucket.iter() {
@@ -77,6 +89,18 @@ impl Network {
             }
         }
         let known = connected.len() + candidates.len();
+        // Then the table's members the routing table does not hold (Kademlia clients: nodes
+        // behind NATs, reachable through the relay circuits their records list).
+        for (peer, addrs) in members {
+            let listed = candidates.iter().any(|(p, _)| *p == peer);
+            if !addrs.is_empty()
+                && !connected.contains(&peer)
+                && !listed
+                && !self.admission.is_stranger(&peer, now)
+            {
+                candidates.push((peer, addrs));
+            }
+        }
         candidates.retain(|(peer, _)| !self.conns.recently_parted(peer, now));
         // A connection still being identified is not dialled twice.
         candidates.retain(|(peer, _)| !self.swarm.is_connected(peer));
