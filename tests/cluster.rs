@@ -167,10 +167,11 @@ async fn a_node_restarted_from_its_data_dir_catches_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_stay_bounded_partings_raise_no_suspicion_and_writes_still_reach_everyone() {
-    // Everyone bootstraps from node 0, which so starts with 11 connections: above the high
-    // watermark (4 + 2), it parts from the newest after their grace.
-    const N: usize = 12;
-    const TARGET: usize = 4;
+    // Everyone bootstraps from node 0, which so starts with 13 connections: above the high
+    // watermark (5 + 2), it parts from the newest after their grace. Unbounded, every node
+    // would end connected to the 13 others (probes and walks dial them all).
+    const N: usize = 14;
+    const TARGET: usize = 5;
     let (c, _dir) = common::start_cluster(N, |config: &mut NodeConfig| {
         test_config(config);
         config.target_peers = TARGET;
@@ -182,8 +183,8 @@ async fn connections_stay_bounded_partings_raise_no_suspicion_and_writes_still_r
         trimmed() > 0
     })
     .await;
-    // The grace (20 s) lets a trimmed node's new connections settle before they are judged.
-    tokio::time::sleep(Duration::from_secs(25)).await;
+    // The grace (10 s) lets a trimmed node's new connections settle before they are judged.
+    tokio::time::sleep(Duration::from_secs(15)).await;
     let open: Vec<u64> = (0..N).map(|i| c.status(i).unwrap().net_stats.open_connections).collect();
     let mean = open.iter().sum::<u64>() as f64 / N as f64;
     eprintln!(
