@@ -370,6 +370,16 @@ fn hostile_claims_neither_crash_nor_outweigh_direct_evidence() {
     assert_eq!(node.state_of(&1), Some(State::Alive));
 }
 
+/// The members a batch of outputs probes directly (not through a helper).
+fn direct_probes(out: &[Output<u32, Reply>]) -> Vec<u32> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send { to, request, .. } if request.target.is_none() => Some(*to),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn a_closed_connection_is_probed_first() {
     let mut node: Liveness<u32, Reply> = Liveness::new(0, LivenessConfig::default());
@@ -379,14 +389,7 @@ fn a_closed_connection_is_probed_first() {
     node.handle(Input::Connected(37), 0);
     node.handle(Input::Tick, 0);
     node.handle(Input::Disconnected(37), 500);
-    let out = node.handle(Input::Tick, 1000);
-    let probed: Vec<u32> = out
-        .iter()
-        .filter_map(|o| match o {
-            Output::Send { to, request, .. } if request.target.is_none() => Some(*to),
-            _ => None,
-        })
-        .collect();
+    let probed = direct_probes(&node.handle(Input::Tick, 1000));
     assert_eq!(probed, vec![37], "one probe this period, of the member that just disconnected");
 }
 
@@ -468,14 +471,7 @@ fn a_parting_is_not_looked_into() {
     }
     node.handle(Input::Tick, 0);
     node.handle(Input::Parted(2), 500);
-    let out = node.handle(Input::Tick, 1000);
-    let probed: Vec<u32> = out
-        .iter()
-        .filter_map(|o| match o {
-            Output::Send { to, .. } => Some(*to),
-            _ => None,
-        })
-        .collect();
+    let probed = direct_probes(&node.handle(Input::Tick, 1000));
     assert!(!probed.contains(&2), "a peer that parted is not probed (which would dial it): {probed:?}");
     assert_eq!(node.state_of(&2), Some(State::Alive));
     assert!(!node.view().iter().find(|m| m.peer == 2).expect("a member").connected);
