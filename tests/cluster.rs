@@ -101,6 +101,9 @@ async fn a_late_joiner_gets_the_whole_table() {
         assert!(node.add(format!("peer-{i}"), peer("p", "10.1.1.1")).await.unwrap());
     }
     c.wait_converged(CONVERGE).await.unwrap();
+    // Past gossipsub's message cache (5 heartbeats of 0.5 s): a peer that joins sooner may get
+    // the latest writes as gossip (IHAVE, IWANT) rather than by anti-entropy.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let late = c.add_node().await.unwrap();
     c.wait_converged(CONVERGE).await.unwrap();
     let status = c.status(late).unwrap();
