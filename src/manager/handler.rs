@@ -239,6 +239,9 @@ struct MembersCount {
     alive: usize,
     suspect: usize,
     dead: usize,
+    /// 0 when this node keeps up; more when its own probes go unanswered (it then probes
+    /// less often and waits longer before suspecting anyone).
+    local_health: u32,
     probes_sent: u64,
     probes_received: u64,
     probe_failures: u64,
@@ -250,6 +253,7 @@ impl From<LivenessCounts> for MembersCount {
             alive: c.alive,
             suspect: c.suspect,
             dead: c.dead,
+            local_health: c.local_health,
             probes_sent: c.probes.probes_sent,
             probes_received: c.probes.probes_received,
             probe_failures: c.probes.probe_failures,

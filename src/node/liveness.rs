@@ -2,6 +2,7 @@
 //! the network show, executes what it asks (probes and acks over `net`), and publishes the
 //! members' states to readers through a view only the node task writes.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -19,7 +20,8 @@ type Machine = Liveness<PeerId, ProbeResponder>;
 /// A node record's liveness as readers see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
-    pub peer_id: String,
+    /// Shared with the driver's cache: a peer id's text (base58) is costly to make.
+    pub peer_id: Arc<str>,
     pub state: State,
     /// Microseconds since the epoch of the last direct evidence, if any.
     pub last_seen_us: Option<u64>,
@@ -32,6 +34,9 @@ pub struct LivenessCounts {
     pub alive: usize,
     pub suspect: usize,
     pub dead: usize,
+    /// Lifeguard's local health score (0: healthy; each point stretches the probe period and
+    /// timeouts once more because this node's own probes went unanswered).
+    pub local_health: u32,
     pub probes: ProbeStats,
 }
 
@@ -59,6 +64,9 @@ impl MembersView {
 pub(super) struct Driver {
     machine: Machine,
     view: Arc<MembersView>,
+    /// Members' peer ids as text, made once each (base58 is slow, and the view is rebuilt
+    /// every probe period).
+    names: HashMap<PeerId, Arc<str>>,
 }
 
 /// The peer id of a node record's key (a libp2p peer id), if it is one.
@@ -93,7 +101,7 @@ impl Driver {
                 machine.handle(Input::MemberAdded(peer), now);
             }
         }
-        Driver { machine, view }
+        Driver { machine, view, names: HashMap::new() }
     }
 
     /// A record changed in the table: a node record joins or leaves the members.
@@ -169,10 +177,18 @@ impl Driver {
         if !self.machine.take_dirty() {
             return;
         }
-        let mut counts = LivenessCounts { probes: net.probe_stats(), ..LivenessCounts::default() };
-        let members = self
-            .machine
-            .view()
+        let mut counts = LivenessCounts {
+            probes: net.probe_stats(),
+            local_health: self.machine.health(),
+            ..LivenessCounts::default()
+        };
+        let view = self.machine.view();
+        if self.names.len() > view.len() {
+            let members: HashSet<PeerId> = view.iter().map(|m| m.peer).collect();
+            self.names.retain(|p, _| members.contains(p));
+        }
+        let names = &mut self.names;
+        let members = view
             .into_iter()
             .map(|m| {
                 match m.state {
@@ -181,7 +197,7 @@ impl Driver {
                     State::Dead => counts.dead += 1,
                 }
                 Member {
-                    peer_id: m.peer.to_string(),
+                    peer_id: names.entry(m.peer).or_insert_with(|| m.peer.to_string().into()).clone(),
                     state: m.state,
                     last_seen_us: m.last_seen_ms.map(|ms| ms * 1000),
                     connected: m.connected,

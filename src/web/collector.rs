@@ -217,6 +217,11 @@ impl Collector for NodeCollector {
             "state",
             &[("alive", l.alive as i64), ("suspect", l.suspect as i64), ("dead", l.dead as i64)],
         )?;
+        out.gauge(
+            "liveness_local_health",
+            "Lifeguard's local health score: 0 when this node's own probes are answered; each point stretches its probe period and timeouts once more.",
+            i64::from(l.local_health),
+        )?;
         out.counters(
             "liveness_probes",
             "Liveness probes, by event.",

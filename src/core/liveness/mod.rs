@@ -12,6 +12,15 @@
 //! higher incarnation) are piggybacked on probes and acks a bounded number of times, and only
 //! when they change. So each node sends about one probe and one ack per period whatever N is.
 //!
+//! A node that cannot keep up (its event loop starved, its network slow) would time its own
+//! probes out and suspect healthy members by the dozen, and the refutations then cost everyone
+//! more. So, as memberlist's Lifeguard does, it keeps a local health score: raised when its
+//! probe round fails with helpers that never answered either (they are alive or they would not
+//! be helpers: the fault is likely ours), when the target fails with no helper to ask, and when
+//! it must refute a suspicion of itself; lowered by each probe answered within the unstretched
+//! timeout. Its probe period and timeouts are stretched by the score plus one, so a slow node
+//! probes less and waits longer instead of accusing others.
+//!
 //! Direct evidence beats rumour: an open connection (libp2p pings it and closes it when pings
 //! fail), any message from a node, or its answer to a probe show it alive here, and a node heard
 //! from while we hold a claim against it is told of the claim so that it refutes it everywhere.
@@ -87,6 +96,13 @@ enum Pending<P, R> {
 struct Round {
     indirect: bool,
     deadline_ms: u64,
+    started_ms: u64,
+    /// Whether its outcome says anything of our own health (not for a member already dead,
+    /// which is expected not to answer).
+    counts: bool,
+    /// Helpers asked for the indirect probes, and how many answered (acked or not).
+    helpers: usize,
+    answered: usize,
 }
 
 pub struct Liveness<P, R> {
@@ -117,6 +133,8 @@ pub struct Liveness<P, R> {
     rng: StdRng,
     /// Whether anything readers see changed since [`Liveness::take_dirty`].
     dirty: bool,
+    /// Lifeguard's local health score, 0 (healthy) to `config.max_health`.
+    health: u32,
     /// Probe messages sent (requests of ours), for the traffic figures.
     pub sent: u64,
 }
@@ -143,8 +161,25 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
             broadcasts: Broadcasts::new(),
             rng,
             dirty: true,
+            health: 0,
             sent: 0,
         }
+    }
+
+    /// Lifeguard's local health score: 0 when this node's probes are answered in time; each
+    /// point stretches its probe period and timeouts once more (see the module doc).
+    pub fn health(&self) -> u32 {
+        self.health
+    }
+
+    fn adjust_health(&mut self, delta: i64) {
+        let max = i64::from(self.config.max_health);
+        self.health = (i64::from(self.health) + delta).clamp(0, max) as u32;
+    }
+
+    /// A period or timeout of the configuration, stretched by the local health score.
+    fn stretched(&self, ms: u64) -> u64 {
+        ms.saturating_mul(u64::from(self.health) + 1)
     }
 
     /// Up to `n` members not connected and not shown dead, in the probe order (shuffled): peers
@@ -214,11 +249,12 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
                 }
             }
             Input::Connected(p) => {
-                self.connected.insert(p.clone());
+                // Readers see whether a member is connected.
+                self.dirty |= self.connected.insert(p.clone()) && self.members.contains_key(&p);
                 self.evidence(&p, None, now_ms, &mut out);
             }
             Input::Disconnected(p) => {
-                self.connected.remove(&p);
+                self.dirty |= self.connected.remove(&p) && self.members.contains_key(&p);
                 if let Some(m) = self.members.get_mut(&p) {
                     m.last_seen_ms = Some(now_ms);
                     if !self.hints.contains(&p) {
@@ -228,7 +264,7 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
                 self.show(&p, &mut out);
             }
             Input::Parted(p) => {
-                self.connected.remove(&p);
+                self.dirty |= self.connected.remove(&p) && self.members.contains_key(&p);
                 if let Some(m) = self.members.get_mut(&p) {
                     m.last_seen_ms = Some(now_ms);
                 }
@@ -280,15 +316,18 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
         out.push(Output::Send { to, id, request });
     }
 
-    /// Emits a change of what readers see of `p`, if any.
+    /// Emits a change of what readers see of `p`, if any. Only a change of state makes the
+    /// view dirty at once: `last_seen` moves with every message, and rebuilding the view for
+    /// each (N members, at every node) cost a 200-node simulation a fifth of its CPU; it is
+    /// shown once per probe period instead.
     fn show(&mut self, p: &P, out: &mut Vec<Output<P, R>>) {
         if let Some(m) = self.members.get_mut(p) {
             let now = m.shown_state(self.connected.contains(p));
             if now != m.shown {
                 m.shown = now;
                 out.push(Output::Changed { peer: p.clone(), state: now });
+                self.dirty = true;
             }
-            self.dirty = true;
         }
     }
 
@@ -317,6 +356,8 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
                 // Refute: only we raise our incarnation, so this claim beats every older one.
                 // Saturating: a peer's absurd claim must not overflow (nor crash) us.
                 self.incarnation = u.incarnation.saturating_add(1);
+                // Others could not reach us in time: we may be the slow one.
+                self.adjust_health(1);
                 let me = self.me.clone();
                 self.broadcasts.push(Update { peer: me, state: State::Alive, incarnation: self.incarnation });
             }
@@ -368,7 +409,7 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
                     return;
                 }
                 self.relays += 1;
-                let deadline_ms = now_ms + self.config.probe_timeout_ms;
+                let deadline_ms = now_ms + self.stretched(self.config.probe_timeout_ms);
                 self.send(target, None, Pending::Relay { reply, deadline_ms }, out);
             }
             _ => {
@@ -384,19 +425,35 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
             self.apply(u, now_ms, out);
         }
         match self.pending.remove(&id) {
-            // A helper's "not reached" is no answer; the round's deadline decides.
-            Some(Pending::Probe { target }) if ack.acked => {
+            // A helper's "not reached" is no answer about the target (the round's deadline
+            // decides), but it is an answer: the helper, and our path to it, work.
+            Some(Pending::Probe { target }) if !ack.acked => {
+                if let Some(round) = self.rounds.get_mut(&target) {
+                    round.answered += 1;
+                }
+            }
+            Some(Pending::Probe { target }) => {
                 if target != from {
                     self.evidence(&target, None, now_ms, out);
                 }
-                self.rounds.remove(&target);
+                // Only an answer within the unstretched timeout shows we keep up again: one that
+                // needed the stretch leaves the score where it is (lowering it would bring the
+                // timeouts back that failed, and a false suspicion with them).
+                let base = self.config.probe_timeout_ms;
+                if self
+                    .rounds
+                    .remove(&target)
+                    .is_some_and(|r| r.counts && now_ms.saturating_sub(r.started_ms) <= base)
+                {
+                    self.adjust_health(-1);
+                }
             }
             Some(Pending::Relay { reply, .. }) => {
                 self.relays -= 1;
                 let ack = self.ack(&from, ack.acked);
                 out.push(Output::Reply { to: reply, ack });
             }
-            Some(Pending::Probe { .. }) | None => {}
+            None => {}
         }
     }
 
@@ -421,7 +478,7 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
         self.expire_suspicions(now_ms, out);
         if now_ms >= self.next_probe_ms {
             // On schedule (a late tick does not stretch the period), but never a burst after a stall.
-            let interval = self.config.probe_interval_ms;
+            let interval = self.stretched(self.config.probe_interval_ms);
             self.next_probe_ms = (self.next_probe_ms + interval).max(now_ms + interval / 2);
             // Readers' `last_seen` of connected members moves on once a period.
             self.dirty = true;
@@ -451,21 +508,28 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
 
     /// Direct probes past their deadline turn indirect; indirect ones past theirs suspect.
     fn advance_rounds(&mut self, now_ms: u64, out: &mut Vec<Output<P, R>>) {
-        let due: Vec<(P, bool)> = self
-            .rounds
-            .iter()
-            .filter(|(_, r)| r.deadline_ms <= now_ms)
-            .map(|(p, r)| (p.clone(), r.indirect))
-            .collect();
-        for (target, indirect) in due {
-            let helpers = if indirect { Vec::new() } else { self.helpers(&target) };
+        let due: Vec<P> =
+            self.rounds.iter().filter(|(_, r)| r.deadline_ms <= now_ms).map(|(p, _)| p.clone()).collect();
+        for target in due {
+            let Some(round) = self.rounds.get(&target) else { continue };
+            let helpers = if round.indirect { Vec::new() } else { self.helpers(&target) };
             if helpers.is_empty() {
-                self.rounds.remove(&target);
+                let round = self.rounds.remove(&target).expect("just looked at");
+                if round.counts {
+                    // Helpers that did not even say "not reached" point at us (Lifeguard's
+                    // missed nacks); with none to ask, the failure itself counts.
+                    let missed =
+                        if round.helpers > 0 { round.helpers.saturating_sub(round.answered) } else { 1 };
+                    self.adjust_health(missed as i64);
+                }
                 self.probe_failed(&target, now_ms, out);
                 continue;
             }
-            let deadline_ms = now_ms + self.config.indirect_timeout_ms;
-            self.rounds.insert(target.clone(), Round { indirect: true, deadline_ms });
+            let deadline_ms = now_ms + self.stretched(self.config.indirect_timeout_ms);
+            let round = self.rounds.get_mut(&target).expect("just looked at");
+            round.indirect = true;
+            round.deadline_ms = deadline_ms;
+            round.helpers = helpers.len();
             for helper in helpers {
                 self.send(helper, Some(target.clone()), Pending::Probe { target: target.clone() }, out);
             }
@@ -562,10 +626,12 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
     }
 
     fn start_round(&mut self, target: P, now_ms: u64, out: &mut Vec<Output<P, R>>) {
-        let deadline_ms = now_ms + self.config.probe_timeout_ms;
+        let deadline_ms = now_ms + self.stretched(self.config.probe_timeout_ms);
         // The dead are probed too (so a node that comes back is seen), but never indirectly.
-        let indirect = self.members.get(&target).is_some_and(|m| m.state == State::Dead);
-        self.rounds.insert(target.clone(), Round { indirect, deadline_ms });
+        let dead = self.members.get(&target).is_some_and(|m| m.state == State::Dead);
+        let round =
+            Round { indirect: dead, deadline_ms, started_ms: now_ms, counts: !dead, helpers: 0, answered: 0 };
+        self.rounds.insert(target.clone(), round);
         self.send(target.clone(), None, Pending::Probe { target }, out);
     }
 }

@@ -3,7 +3,7 @@
 //! Nodes are connected along `links` (all pairs, or a sparse ring as under a connection
 //! manager); a killed node's connections close, as a killed process's sockets do.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::*;
 
@@ -36,6 +36,10 @@ struct Sim {
     /// Most updates seen on one message.
     max_piggyback: usize,
     messages: u64,
+    /// Nodes that read their messages this many ms late (a starved event loop), and those
+    /// messages until they are due.
+    slow: HashMap<u32, u64>,
+    late: Vec<(u64, Msg)>,
 }
 
 impl Sim {
@@ -79,6 +83,19 @@ impl Sim {
             ping_reqs: Vec::new(),
             max_piggyback: 0,
             messages: 0,
+            slow: HashMap::new(),
+            late: Vec::new(),
+        }
+    }
+
+    /// Queues a message for the next step, or later if its recipient is slow.
+    fn post(&mut self, m: Msg) {
+        let to = match &m {
+            Msg::Request { to, .. } | Msg::Response { to, .. } | Msg::Failed { to, .. } => *to,
+        };
+        match self.slow.get(&to) {
+            Some(delay) => self.late.push((self.now + delay, m)),
+            None => self.queue.push_back(m),
         }
     }
 
@@ -99,15 +116,15 @@ impl Sim {
                         self.ping_reqs.push((self.now, node, *t));
                     }
                     if self.down.contains(&to) || self.cut.contains(&(node, to)) {
-                        self.queue.push_back(Msg::Failed { to: node, id });
+                        self.post(Msg::Failed { to: node, id });
                     } else {
-                        self.queue.push_back(Msg::Request { to, from: node, id, request });
+                        self.post(Msg::Request { to, from: node, id, request });
                     }
                 }
                 Output::Reply { to: (requester, id), ack } => {
                     self.messages += 1;
                     self.max_piggyback = self.max_piggyback.max(ack.updates.len());
-                    self.queue.push_back(Msg::Response { to: requester, from: node, id, ack });
+                    self.post(Msg::Response { to: requester, from: node, id, ack });
                 }
                 Output::Changed { peer, state } => self.changes.push((self.now, node, peer, state)),
             }
@@ -117,7 +134,12 @@ impl Sim {
     /// One step: deliver what was sent in the previous step, then tick every node.
     fn step(&mut self) {
         self.now += STEP_MS;
-        let batch: Vec<Msg> = self.queue.drain(..).collect();
+        let mut batch: Vec<Msg> = self.queue.drain(..).collect();
+        let now = self.now;
+        let (due, late): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.late).into_iter().partition(|(t, _)| *t <= now);
+        self.late = late;
+        batch.extend(due.into_iter().map(|(_, m)| m));
         for m in batch {
             match m {
                 Msg::Request { to, from, id, request } => {
@@ -497,4 +519,48 @@ fn a_helper_probes_only_a_target_it_is_connected_to() {
     // 2 is connected: probed over that connection.
     let out = node.handle(Input::Request { from: 1, request: ping_req(2), reply: (1, 2) }, 20);
     assert!(out.iter().any(|o| matches!(o, Output::Send { to: 2, .. })));
+}
+
+/// The suspicions `observer` raised of others (its own view turning suspect).
+fn accusations(sim: &Sim, observer: u32) -> usize {
+    sim.changes.iter().filter(|c| c.1 == observer && c.3 == State::Suspect).count()
+}
+
+/// Lifeguard: a node that reads every message 2.5 s late (its event loop starved) times out its
+/// probes of healthy members. Without local health it accuses one per probe period; with it,
+/// the first failures stretch its timeouts past its lag and the accusations stop, and once it
+/// keeps up again its score comes back down to 0 (within a minute from the highest).
+#[test]
+fn a_slow_node_stretches_its_timeouts_instead_of_accusing_healthy_members() {
+    let run = |max_health| {
+        let mut sim = Sim::new(10, LivenessConfig { max_health, ..LivenessConfig::default() });
+        sim.run_ms(2_000);
+        sim.slow.insert(0, 2_500);
+        sim.run_ms(60_000);
+        sim
+    };
+    let without = accusations(&run(0), 0);
+    let mut sim = run(LivenessConfig::default().max_health);
+    let with = accusations(&sim, 0);
+    assert!(without >= 20, "with the stretching off, the slow node accuses often: {without}");
+    assert!(with <= 3, "with local health it stops accusing: {with} (without: {without})");
+    let stretched = sim.nodes[0].health();
+    assert!(stretched > 0, "the slow node's score went up");
+    for i in 1..10 {
+        assert_eq!(sim.nodes[i].health(), 0, "node {i} keeps up: its score stays 0");
+    }
+    sim.slow.clear();
+    let mut recovered = None;
+    // One point per probe answered in time, at the stretched period: 9 + 8 + ... + 2 s from 8.
+    for s in 1..=600 {
+        sim.step();
+        if sim.nodes[0].health() == 0 {
+            recovered = Some(s * STEP_MS);
+            break;
+        }
+    }
+    eprintln!("accusations in 60 s: {without} without local health, {with} with; score {stretched}, back to 0 after {recovered:?} ms");
+    assert!(recovered.is_some(), "back to 0 within 60 s of keeping up (was {stretched})");
+    let healthy = (1..10).all(|p| sim.nodes[0].state_of(&p) == Some(State::Alive));
+    assert!(healthy, "and it sees every member alive");
 }

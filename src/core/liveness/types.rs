@@ -73,6 +73,10 @@ pub struct LivenessConfig {
     pub retransmit_mult: u32,
     /// Most indirect probes run for others at once; more are answered "not reached" at once.
     pub max_relays: usize,
+    /// Lifeguard's local health: the highest score, whose probe period and timeouts are this
+    /// many times plus one the configured ones (0 turns the stretching off). See
+    /// [`super::Liveness::health`].
+    pub max_health: u32,
     pub seed: u64,
 }
 
@@ -87,6 +91,9 @@ impl Default for LivenessConfig {
             suspicion_timeout_ms: 5000,
             retransmit_mult: 4,
             max_relays: 16,
+            // memberlist's awareness multiplier: a node that cannot keep up probes up to 9
+            // times slower, with up to 9 times longer timeouts.
+            max_health: 8,
             seed: 0,
         }
     }
