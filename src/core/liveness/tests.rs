@@ -564,3 +564,27 @@ fn a_slow_node_stretches_its_timeouts_instead_of_accusing_healthy_members() {
     let healthy = (1..10).all(|p| sim.nodes[0].state_of(&p) == Some(State::Alive));
     assert!(healthy, "and it sees every member alive");
 }
+
+/// Readers' view is rebuilt (N members, at every node) only when something they see changed: a
+/// state, a connection, or the probe period's `last_seen`; not for every message heard.
+#[test]
+fn the_view_is_dirty_only_when_what_readers_see_changes() {
+    let mut node: Liveness<u32, Reply> = Liveness::new(0, LivenessConfig::default());
+    for p in 1..5 {
+        node.handle(Input::MemberAdded(p), 0);
+    }
+    node.handle(Input::Connected(1), 0);
+    node.handle(Input::Tick, 0);
+    assert!(node.take_dirty(), "members added, a connection, the first period");
+    for t in 1..100 {
+        node.handle(Input::Heard(1), t);
+        node.handle(Input::Heard(2), t);
+    }
+    assert!(!node.take_dirty(), "messages from members already shown alive change nothing shown");
+    node.handle(Input::Connected(2), 100);
+    assert!(node.take_dirty(), "member 2 is shown connected now");
+    node.handle(Input::Tick, 200);
+    assert!(!node.take_dirty(), "within the probe period");
+    node.handle(Input::Tick, 1_000);
+    assert!(node.take_dirty(), "the next period moves the connected members' last_seen");
+}
