@@ -14,18 +14,20 @@
 //!
 //! A node that cannot keep up (its event loop starved, its network slow) would time its own
 //! probes out and suspect healthy members by the dozen, and the refutations then cost everyone
-//! more. So, as memberlist's Lifeguard does, it keeps a local health score: raised when its
-//! probe round fails with helpers that never answered either (they are alive or they would not
-//! be helpers: the fault is likely ours), when the target fails with no helper to ask, and when
-//! it must refute a suspicion of itself; lowered by each probe answered within the unstretched
-//! timeout. Its probe period and timeouts are stretched by the score plus one, so a slow node
-//! probes less and waits longer instead of accusing others.
+//! more. So, as memberlist's Lifeguard does, it keeps a local health score (`health`): raised
+//! when its probe round fails with helpers that never answered either (they are alive or they
+//! would not be helpers: the fault is likely ours), when the target fails with no helper to ask,
+//! and when it must refute a suspicion of itself; lowered by each probe answered within the
+//! unstretched timeout. Its probe period and timeouts are stretched by the score plus one, so a
+//! slow node probes less and waits longer instead of accusing others.
 //!
 //! Direct evidence beats rumour: an open connection (libp2p pings it and closes it when pings
 //! fail), any message from a node, or its answer to a probe show it alive here, and a node heard
 //! from while we hold a claim against it is told of the claim so that it refutes it everywhere.
 
 mod broadcast;
+mod health;
+mod rounds;
 mod types;
 
 #[cfg(test)]
@@ -35,10 +37,10 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
 
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
 use broadcast::Broadcasts;
+use health::LocalHealth;
 pub use types::{
     Input, LivenessConfig, MemberView, Output, ProbeAck, ProbeRequest, State, Update, MAX_PIGGYBACK,
 };
@@ -133,8 +135,7 @@ pub struct Liveness<P, R> {
     rng: StdRng,
     /// Whether anything readers see changed since [`Liveness::take_dirty`].
     dirty: bool,
-    /// Lifeguard's local health score, 0 (healthy) to `config.max_health`.
-    health: u32,
+    health: LocalHealth,
     /// Probe messages sent (requests of ours), for the traffic figures.
     pub sent: u64,
 }
@@ -142,6 +143,7 @@ pub struct Liveness<P, R> {
 impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
     pub fn new(me: P, config: LivenessConfig) -> Self {
         let rng = StdRng::seed_from_u64(config.seed);
+        let health = LocalHealth::new(config.max_health);
         Liveness {
             config,
             me,
@@ -161,7 +163,7 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
             broadcasts: Broadcasts::new(),
             rng,
             dirty: true,
-            health: 0,
+            health,
             sent: 0,
         }
     }
@@ -169,17 +171,7 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
     /// Lifeguard's local health score: 0 when this node's probes are answered in time; each
     /// point stretches its probe period and timeouts once more (see the module doc).
     pub fn health(&self) -> u32 {
-        self.health
-    }
-
-    fn adjust_health(&mut self, delta: i64) {
-        let max = i64::from(self.config.max_health);
-        self.health = (i64::from(self.health) + delta).clamp(0, max) as u32;
-    }
-
-    /// A period or timeout of the configuration, stretched by the local health score.
-    fn stretched(&self, ms: u64) -> u64 {
-        ms.saturating_mul(u64::from(self.health) + 1)
+        self.health.score()
     }
 
     /// Up to `n` members not connected and not shown dead, in the probe order (shuffled): peers
@@ -357,7 +349,7 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
                 // Saturating: a peer's absurd claim must not overflow (nor crash) us.
                 self.incarnation = u.incarnation.saturating_add(1);
                 // Others could not reach us in time: we may be the slow one.
-                self.adjust_health(1);
+                self.health.worse(1);
                 let me = self.me.clone();
                 self.broadcasts.push(Update { peer: me, state: State::Alive, incarnation: self.incarnation });
             }
@@ -409,7 +401,7 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
                     return;
                 }
                 self.relays += 1;
-                let deadline_ms = now_ms + self.stretched(self.config.probe_timeout_ms);
+                let deadline_ms = now_ms + self.health.stretch(self.config.probe_timeout_ms);
                 self.send(target, None, Pending::Relay { reply, deadline_ms }, out);
             }
             _ => {
@@ -445,7 +437,7 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
                     .remove(&target)
                     .is_some_and(|r| r.counts && now_ms.saturating_sub(r.started_ms) <= base)
                 {
-                    self.adjust_health(-1);
+                    self.health.better();
                 }
             }
             Some(Pending::Relay { reply, .. }) => {
@@ -466,172 +458,5 @@ impl<P: Clone + Eq + Hash + Ord, R> Liveness<P, R> {
                 ack: ProbeAck { acked: false, incarnation: self.incarnation, updates: Vec::new() },
             });
         }
-    }
-
-    fn tick(&mut self, now_ms: u64, out: &mut Vec<Output<P, R>>) {
-        // Connections are continuous evidence (pinged every few seconds by libp2p).
-        for (_, m) in self.members.iter_mut().filter(|(p, _)| self.connected.contains(*p)) {
-            m.last_seen_ms = Some(now_ms);
-        }
-        self.expire_relays(now_ms, out);
-        self.advance_rounds(now_ms, out);
-        self.expire_suspicions(now_ms, out);
-        if now_ms >= self.next_probe_ms {
-            // On schedule (a late tick does not stretch the period), but never a burst after a stall.
-            let interval = self.stretched(self.config.probe_interval_ms);
-            self.next_probe_ms = (self.next_probe_ms + interval).max(now_ms + interval / 2);
-            // Readers' `last_seen` of connected members moves on once a period.
-            self.dirty = true;
-            self.probe_next(now_ms, out);
-        }
-        if self.next_far_probe_ms == 0 {
-            // A random phase, so that nodes started together do not dial in step.
-            let interval = self.config.far_probe_interval_ms.max(1);
-            self.next_far_probe_ms = now_ms + self.rng.gen_range(0..interval);
-        } else if now_ms >= self.next_far_probe_ms {
-            self.next_far_probe_ms = now_ms + self.config.far_probe_interval_ms;
-            self.probe_far(now_ms, out);
-        }
-    }
-
-    fn expire_relays(&mut self, now_ms: u64, out: &mut Vec<Output<P, R>>) {
-        let expired: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| matches!(p, Pending::Relay { deadline_ms, .. } if *deadline_ms <= now_ms))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in expired {
-            self.failed(id, now_ms, out);
-        }
-    }
-
-    /// Direct probes past their deadline turn indirect; indirect ones past theirs suspect.
-    fn advance_rounds(&mut self, now_ms: u64, out: &mut Vec<Output<P, R>>) {
-        let due: Vec<P> =
-            self.rounds.iter().filter(|(_, r)| r.deadline_ms <= now_ms).map(|(p, _)| p.clone()).collect();
-        for target in due {
-            let Some(round) = self.rounds.get(&target) else { continue };
-            let helpers = if round.indirect { Vec::new() } else { self.helpers(&target) };
-            if helpers.is_empty() {
-                let round = self.rounds.remove(&target).expect("just looked at");
-                if round.counts {
-                    // Helpers that did not even say "not reached" point at us (Lifeguard's
-                    // missed nacks); with none to ask, the failure itself counts.
-                    let missed =
-                        if round.helpers > 0 { round.helpers.saturating_sub(round.answered) } else { 1 };
-                    self.adjust_health(missed as i64);
-                }
-                self.probe_failed(&target, now_ms, out);
-                continue;
-            }
-            let deadline_ms = now_ms + self.stretched(self.config.indirect_timeout_ms);
-            let round = self.rounds.get_mut(&target).expect("just looked at");
-            round.indirect = true;
-            round.deadline_ms = deadline_ms;
-            round.helpers = helpers.len();
-            for helper in helpers {
-                self.send(helper, Some(target.clone()), Pending::Probe { target: target.clone() }, out);
-            }
-        }
-        // Our own probes' ids outlive their rounds only until the round is decided.
-        let rounds = &self.rounds;
-        self.pending.retain(|_, p| match p {
-            Pending::Probe { target } => rounds.contains_key(target),
-            Pending::Relay { .. } => true,
-        });
-    }
-
-    /// Up to `indirect_k` random connected members shown alive, other than `target` (asking one
-    /// we are not connected to would cost a connection, and it is less likely to reach the target).
-    fn helpers(&mut self, target: &P) -> Vec<P> {
-        let mut candidates: Vec<&P> = self
-            .members
-            .iter()
-            .filter(|(p, m)| {
-                *p != target && self.connected.contains(*p) && m.shown_state(true) == State::Alive
-            })
-            .map(|(p, _)| p)
-            .collect();
-        candidates.sort();
-        candidates.shuffle(&mut self.rng);
-        candidates.into_iter().take(self.config.indirect_k).cloned().collect()
-    }
-
-    fn probe_failed(&mut self, target: &P, now_ms: u64, out: &mut Vec<Output<P, R>>) {
-        let Some(m) = self.members.get_mut(target) else { return };
-        // Suspected even over an open connection: a paused process keeps its sockets until the
-        // connection's pings time out, so readers see the suspicion at once (and it refutes it,
-        // or answers a probe, as soon as it is up).
-        m.unanswered = true;
-        if m.state != State::Alive {
-            self.show(target, out);
-            return;
-        }
-        let u = Update { peer: target.clone(), state: State::Suspect, incarnation: m.incarnation };
-        self.apply(u, now_ms, out);
-    }
-
-    fn expire_suspicions(&mut self, now_ms: u64, out: &mut Vec<Output<P, R>>) {
-        let timeout = self.suspicion_timeout_ms();
-        let expired: Vec<Update<P>> = self
-            .members
-            .iter()
-            .filter(|(p, m)| {
-                m.state == State::Suspect
-                    && !self.connected.contains(*p)
-                    && m.suspected_at_ms + timeout <= now_ms
-            })
-            .map(|(p, m)| Update { peer: p.clone(), state: State::Dead, incarnation: m.incarnation })
-            .collect();
-        for u in expired {
-            self.apply(u, now_ms, out);
-        }
-    }
-
-    /// Starts a round on the next connected member in the shuffled order (skipping ones in a
-    /// round). One probe per period whatever N is: a hinted member first (its connection just
-    /// broke: the probe dials it), else the round robin's next.
-    fn probe_next(&mut self, now_ms: u64, out: &mut Vec<Output<P, R>>) {
-        while let Some(target) = self.hints.pop_front() {
-            if self.members.contains_key(&target) && !self.rounds.contains_key(&target) {
-                return self.start_round(target, now_ms, out);
-            }
-        }
-        for _ in 0..self.order.len() {
-            if self.next >= self.order.len() {
-                self.next = 0;
-                self.order.sort();
-                self.order.shuffle(&mut self.rng);
-            }
-            let target = self.order[self.next].clone();
-            self.next += 1;
-            if self.rounds.contains_key(&target) || !self.connected.contains(&target) {
-                continue;
-            }
-            return self.start_round(target, now_ms, out);
-        }
-    }
-
-    /// Starts a round on the next member we are not connected to (the probe dials it).
-    fn probe_far(&mut self, now_ms: u64, out: &mut Vec<Output<P, R>>) {
-        for _ in 0..self.order.len() {
-            self.far_next = if self.far_next + 1 >= self.order.len() { 0 } else { self.far_next + 1 };
-            let target = self.order[self.far_next].clone();
-            if self.rounds.contains_key(&target) || self.connected.contains(&target) {
-                continue;
-            }
-            return self.start_round(target, now_ms, out);
-        }
-    }
-
-    fn start_round(&mut self, target: P, now_ms: u64, out: &mut Vec<Output<P, R>>) {
-        let deadline_ms = now_ms + self.stretched(self.config.probe_timeout_ms);
-        // The dead are probed too (so a node that comes back is seen), but never indirectly.
-        let dead = self.members.get(&target).is_some_and(|m| m.state == State::Dead);
-        let round =
-            Round { indirect: dead, deadline_ms, started_ms: now_ms, counts: !dead, helpers: 0, answered: 0 };
-        self.rounds.insert(target.clone(), round);
-        self.send(target.clone(), None, Pending::Probe { target }, out);
     }
 }
