@@ -5,7 +5,8 @@
 //! - [`core`]: the pure part. Hybrid logical clock stamps, peer records, the last-writer-wins
 //!   map with tombstones, digests and deltas, anti-entropy, and [`core::replica`]: the
 //!   replication protocol as a state machine, `handle(input, now) -> outputs`, with its seeded
-//!   simulation. No I/O, no runtime; time is a parameter.
+//!   simulation; [`core::liveness`]: SWIM with Lifeguard's local health, which node records are
+//!   alive, as a state machine too. No I/O, no runtime; time is a parameter.
 //! - [`store`]: the table on disk (redb, group commit on one writer thread, commits answered by
 //!   sequence number) and the identity key file. The only module that touches disk.
 //! - [`net`]: libp2p: identity, addresses and the swarm (TCP, QUIC, relayed connections), and
