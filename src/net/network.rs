@@ -495,12 +495,8 @@ impl Network {
                 }
                 None
             }
-            // Kademlia bootstraps by itself while its table holds fewer than 20 peers (a setting
-            // it does not expose): a walk towards our own id, then one towards every bucket,
-            // a few dozen dials each. The first walk fills the table with our neighbours; the
-            // rest is cut short here (each next walk is finished before it dials), since with
-            // bounded connections every dial is a connection opened and trimmed (measured at
-            // N=100: these walks, lasting minutes on a loaded host, opened most connections).
+            // Kademlia's own bootstraps are cut at every maintenance round (see
+            // `Network::cut_bootstraps`); one that reports before that is cut here.
             SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
                 id,
                 result: kad::QueryResult::Bootstrap(_),
