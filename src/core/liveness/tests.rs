@@ -393,6 +393,15 @@ fn hostile_claims_neither_crash_nor_outweigh_direct_evidence() {
 }
 
 /// The members a batch of outputs probes directly (not through a helper).
+/// Node 0 with default settings and these members (none connected yet).
+fn node_with_members(members: impl IntoIterator<Item = u32>) -> Liveness<u32, Reply> {
+    let mut node = Liveness::new(0, LivenessConfig::default());
+    for p in members {
+        node.handle(Input::MemberAdded(p), 0);
+    }
+    node
+}
+
 fn direct_probes(out: &[Output<u32, Reply>]) -> Vec<u32> {
     out.iter()
         .filter_map(|o| match o {
@@ -404,10 +413,7 @@ fn direct_probes(out: &[Output<u32, Reply>]) -> Vec<u32> {
 
 #[test]
 fn a_closed_connection_is_probed_first() {
-    let mut node: Liveness<u32, Reply> = Liveness::new(0, LivenessConfig::default());
-    for p in 1..50 {
-        node.handle(Input::MemberAdded(p), 0);
-    }
+    let mut node = node_with_members(1..50);
     node.handle(Input::Connected(37), 0);
     node.handle(Input::Tick, 0);
     node.handle(Input::Disconnected(37), 500);
@@ -501,10 +507,7 @@ fn a_parting_is_not_looked_into() {
 
 #[test]
 fn a_helper_probes_only_a_target_it_is_connected_to() {
-    let mut node: Liveness<u32, Reply> = Liveness::new(0, LivenessConfig::default());
-    for p in 1..4 {
-        node.handle(Input::MemberAdded(p), 0);
-    }
+    let mut node = node_with_members(1..4);
     node.handle(Input::Connected(1), 0);
     node.handle(Input::Connected(2), 0);
     let ping_req = |target| ProbeRequest { target: Some(target), incarnation: 0, updates: Vec::new() };
@@ -569,10 +572,7 @@ fn a_slow_node_stretches_its_timeouts_instead_of_accusing_healthy_members() {
 /// state, a connection, or the probe period's `last_seen`; not for every message heard.
 #[test]
 fn the_view_is_dirty_only_when_what_readers_see_changes() {
-    let mut node: Liveness<u32, Reply> = Liveness::new(0, LivenessConfig::default());
-    for p in 1..5 {
-        node.handle(Input::MemberAdded(p), 0);
-    }
+    let mut node = node_with_members(1..5);
     node.handle(Input::Connected(1), 0);
     node.handle(Input::Tick, 0);
     assert!(node.take_dirty(), "members added, a connection, the first period");
