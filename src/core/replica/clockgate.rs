@@ -22,7 +22,10 @@ impl<T: Types> Replica<T> {
     }
 
     /// Answers an anti-entropy request, with this node's clock for the requester's estimate.
-    pub(super) fn respond(&mut self, to: T::Responder, response: SyncResponse) {
+    pub(super) fn respond(&mut self, to: T::Responder, mut response: SyncResponse) {
+        if let SyncResponse::Entries { entries, .. } = &mut response {
+            self.durable_only(entries);
+        }
         self.out.push(Output::RespondSync { to, response, clock_us: self.now_us });
     }
 

@@ -569,7 +569,12 @@ impl<T: Types> Replica<T> {
             self.strike(peer, now_ms);
         }
         match answered.advance {
-            Advance::Continue { id, request } => self.out.push(Output::SendSync { to: peer, id, request }),
+            Advance::Continue { id, mut request } => {
+                if let SyncRequest::Push { entries } = &mut request {
+                    self.durable_only(entries);
+                }
+                self.out.push(Output::SendSync { to: peer, id, request })
+            }
             Advance::Done(session) => {
                 self.stats.sessions_completed += 1;
                 if session.differing_buckets > 0 {

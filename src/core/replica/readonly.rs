@@ -64,6 +64,33 @@ pub(super) fn undo_of(
 }
 
 impl<T: Types> Replica<T> {
+    /// Makes entries about to be sent to a peer (an anti-entropy answer or push) show only what
+    /// is durable here: a key whose change is still being committed goes as it was before that
+    /// change, or not at all if it was absent. Otherwise a commit that then fails would already
+    /// have spread a write whose client is told it failed, and anti-entropy would bring it back.
+    pub(super) fn durable_only(&self, entries: &mut Vec<Entry>) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut seqs: Vec<Seq> = self.pending.keys().copied().collect();
+        seqs.sort_unstable();
+        // The oldest pending change of a key knows its durable value.
+        let mut durable: HashMap<&str, Option<&Entry>> = HashMap::new();
+        for seq in &seqs {
+            for undo in &self.pending[seq].undo {
+                durable.entry(undo.key.as_str()).or_insert(undo.previous.as_ref());
+            }
+        }
+        entries.retain_mut(|e| match durable.get(e.key.as_str()) {
+            None => true,
+            Some(Some(before)) => {
+                *e = (*before).clone();
+                true
+            }
+            Some(None) => false,
+        });
+    }
+
     /// Whether the node is read-only, and why.
     pub fn read_only(&self) -> Option<&ReadOnly> {
         self.read_only.as_ref()

@@ -247,3 +247,40 @@ fn simulated_full_disks_recover_and_converge_without_losing_an_acknowledged_writ
     }
     assert!(episodes > 10, "full disks made replicas read-only ({episodes} times)");
 }
+
+/// Anti-entropy shows peers only what is durable here: a write whose commit is pending goes out
+/// as the key was before it, so a commit that fails has not spread a write its client was told
+/// failed (found by `tests/full_disk.rs`: the peer had pulled them, and gave them back).
+#[test]
+fn anti_entropy_answers_show_a_pending_write_only_once_it_is_durable() {
+    use crate::core::table::bucket_of;
+    let mut r = replica(1);
+    let first = persisted(&write(&mut r, WriteOp::Add { key: "k".into(), fields: fields("v1") }, 1)).unwrap();
+    handle(&mut r, Input::Committed(first));
+    let durable_k = r.table().entry("k").unwrap();
+    let s1 = persisted(&write(&mut r, WriteOp::Update { key: "k".into(), fields: fields("v2") }, 2)).unwrap();
+    let s2 = persisted(&write(&mut r, WriteOp::Add { key: "fresh".into(), fields: fields("f") }, 3)).unwrap();
+    let mut pulls = 0;
+    let mut pull = |r: &mut Replica<Sim>| {
+        pulls += 1;
+        let buckets = vec![bucket_of("k"), bucket_of("fresh")];
+        let request = SyncRequest::Pull { buckets };
+        let out = handle(r, Input::SyncRequest { from: 2, request, responder: (2, pulls) });
+        let Some(Output::RespondSync { response: SyncResponse::Entries { entries, .. }, .. }) =
+            out.into_iter().next()
+        else {
+            panic!("a pull is answered with entries")
+        };
+        let mut keys: Vec<(String, crate::core::Stamp)> =
+            entries.into_iter().map(|e| (e.key, e.stamp)).collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(pull(&mut r), vec![("k".to_string(), durable_k.stamp)], "only the durable k");
+    handle(&mut r, Input::Committed(s1));
+    handle(&mut r, Input::Committed(s2));
+    let now = pull(&mut r);
+    let (k, fresh) = (r.table().entry("k").unwrap(), r.table().entry("fresh").unwrap());
+    assert_eq!(now, vec![("fresh".to_string(), fresh.stamp), ("k".to_string(), k.stamp)]);
+    assert_ne!(k.stamp, durable_k.stamp);
+}
