@@ -282,18 +282,19 @@ mod tests {
         assert!(opened.table.entry("v2-bad").is_none(), "its signature does not fit the changed value");
     }
 
-    /// The damaged newest write of a key (in the log) is dropped; the intact older one (in the
-    /// keyed table) is served and rewritten, so the next start finds nothing damaged and a later
-    /// fold cannot bring the damaged one back over it.
+    /// The damaged newest write of a key (in the journal, as a crash leaves it) is dropped; the
+    /// intact older one (in the keyed table) is served and rewritten, so the next start finds
+    /// nothing damaged and a later fold cannot bring the damaged one back over it.
     #[test]
     fn a_damaged_newest_write_falls_back_to_the_intact_older_one_for_good() {
+        let running = tempfile::tempdir().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let mut t = Table::new(Signer::from_secret([1; 32]), "test", TableConfig::default());
         {
-            let opened = open_at(dir.path());
+            let opened = open_at(running.path());
             let (store, mut events) = (opened.store, opened.events);
             commit_now(&store, &mut events, vec![t.put("k".into(), record("first"), 1000)], vec![]);
-            // A delete folds the log into the keyed table: "first" moves there.
+            // A delete folds the journal into the keyed table: "first" moves there.
             commit_now(
                 &store,
                 &mut events,
@@ -301,8 +302,14 @@ mod tests {
                 vec!["none".into()],
             );
             commit_now(&store, &mut events, vec![t.put("k".into(), record("second-QQQ"), 2000)], vec![]);
+            // A later write: the damaged one is not the journal's last (which could be torn).
+            commit_now(&store, &mut events, vec![t.put("later".into(), record("l"), 3000)], vec![]);
+            // The files as a crash leaves them: a clean stop would fold the journal in.
+            for file in [store::TABLE_FILE, store::JOURNAL_FILE] {
+                std::fs::copy(running.path().join(file), dir.path().join(file)).unwrap();
+            }
         }
-        assert!(flip_all(&dir.path().join(store::TABLE_FILE), b"second-QQQ") >= 1);
+        assert_eq!(flip_all(&dir.path().join(store::JOURNAL_FILE), b"second-QQQ"), 1);
 
         let opened = open_at(dir.path());
         assert_eq!(opened.scrubbed, 1);

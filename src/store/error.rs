@@ -23,6 +23,9 @@ pub enum StoreError {
     Damaged { path: PathBuf, reason: String },
     #[error("database: {0}")]
     Db(String),
+    /// The journal (`table.journal`) could not be read or written.
+    #[error("journal {}: {source}", path.display())]
+    Journal { path: PathBuf, source: std::io::Error },
     #[error("stored entry {key:?} is unreadable: {reason}")]
     Corrupt { key: String, reason: String },
     #[error("the store's writer has stopped")]

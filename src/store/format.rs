@@ -19,8 +19,16 @@ use super::error::StoreError;
 
 /// Key -> versioned postcard of (stamp, record or tombstone).
 pub(super) const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("entries");
-/// Writes in commit order: sequence number -> versioned postcard of the whole entry.
+/// Writes in commit order: sequence number -> versioned postcard of the whole entry. Written by
+/// versions before the journal (`journal.rs`); still read, and folded into `ENTRIES`.
 pub(super) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+/// Facts about the table itself: its owner, and the journal's generation.
+pub(super) const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+/// The peer id of the node that writes the table.
+pub(super) const OWNER: &str = "owner";
+/// The generation whose journal frames are not yet folded in (decimal). Missing until the first
+/// fold: the journal is used only once it is recorded.
+pub(super) const JOURNAL_GENERATION: &str = "journal generation";
 /// First byte of every stored value, so a future format can be told apart.
 pub(super) const FORMAT_V1: u8 = 1;
 /// Entries carry their writer's signature.
@@ -148,7 +156,16 @@ pub(super) fn encode_log(e: &Entry) -> Vec<u8> {
 }
 
 pub(super) fn decode_log(seq: u64, bytes: &[u8]) -> Result<Loaded, StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt { key: format!("log #{seq}"), reason };
+    decode_logged(bytes, || format!("log #{seq}"))
+}
+
+/// A journal frame's payload: a log value (see [`encode_log`]), named by its offset if it fails.
+pub(super) fn decode_frame(at: u64, bytes: &[u8]) -> Result<Loaded, StoreError> {
+    decode_logged(bytes, || format!("journal @{at}"))
+}
+
+fn decode_logged(bytes: &[u8], name: impl Fn() -> String) -> Result<Loaded, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt { key: name(), reason };
     match bytes.split_first() {
         Some((&FORMAT_V3, rest)) => {
             let body = unseal(b"", rest).map_err(corrupt)?;

@@ -5,14 +5,14 @@
 
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::error::StoreError;
-use super::format::{decode, decode_log, log_key_hint, Loaded, ENTRIES, LOG};
+use super::format::{decode, decode_frame, decode_log, log_key_hint, Loaded, ENTRIES, LOG};
+use super::format::{JOURNAL_GENERATION, META, OWNER};
+use super::journal::{Journal, JOURNAL_FILE};
+use crate::core::Entry;
 
-/// Facts about the table itself: `owner` is the peer id of the node that writes it.
-const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
-const OWNER: &str = "owner";
 /// Keys of dropped entries named in the log line; the rest are counted.
 const NAMED: usize = 5;
 
@@ -35,8 +35,13 @@ pub struct OpenReport {
 }
 
 pub(super) struct Read {
-    pub next_seq: u64,
+    /// Rows in the legacy log table, to fold.
     pub logged: u64,
+    /// The journal's generation in the table, if it has one yet.
+    pub generation: Option<u64>,
+    pub journal: Journal,
+    /// The journal's entries, in order: not yet in the keyed table.
+    pub unfolded: Vec<Entry>,
     pub report: OpenReport,
 }
 
@@ -57,7 +62,8 @@ fn at<E: Into<redb::Error>>(path: &Path) -> impl Fn(E) -> StoreError + '_ {
 }
 
 /// Creates the tables on a first start, checks the owner, streams every entry to `load` (the
-/// keyed table first, then the log, whose writes are newer), and deletes what did not decode.
+/// keyed table first, then the legacy log, then the journal: each newer than the one before),
+/// and deletes what did not decode (a journal frame is retired by the next fold instead).
 pub(super) fn read_all(
     db: &Database,
     path: &Path,
@@ -72,7 +78,8 @@ pub(super) fn read_all(
     // before owners were recorded names no previous owner: its old own record stays.)
     let orphan = previous_owner.as_deref();
     let mut drop = Dropped::default();
-    let (mut next_seq, mut logged) = (0, 0);
+    let mut logged = 0;
+    let generation;
     {
         let read = db.begin_read().map_err(at(path))?;
         let table = read.open_table(ENTRIES).map_err(at(path))?;
@@ -92,10 +99,25 @@ pub(super) fn read_all(
                 Ok(e) => load(e),
                 Err(_) => drop.undecodable_seq(k.value(), log_key_hint(v.value())),
             }
-            next_seq = k.value() + 1;
             logged += 1;
         }
+        generation = read_generation(&read, path)?;
     }
+    let dir = path.parent().unwrap_or(path);
+    let (journal, replayed) = Journal::open(dir, generation)
+        .map_err(|source| StoreError::Journal { path: dir.join(JOURNAL_FILE), source })?;
+    let mut unfolded = Vec::with_capacity(replayed.frames.len());
+    for (at, payload) in &replayed.frames {
+        match decode_frame(*at, payload) {
+            Ok(e) if Some(entry_key(&e)) == orphan => {}
+            Ok(e) => {
+                unfolded.push(e.entry().clone());
+                load(e);
+            }
+            Err(_) => drop.undecodable.push(format!("journal @{at}")),
+        }
+    }
+    drop.undecodable.extend(replayed.damaged.iter().map(|at| format!("journal @{at}")));
     if !drop.keys.is_empty() || !drop.seqs.is_empty() {
         drop.delete(db, path)?;
         logged -= drop.seqs.len() as u64;
@@ -109,7 +131,21 @@ pub(super) fn read_all(
         );
     }
     let report = OpenReport { undecodable: drop.undecodable, previous_owner };
-    Ok(Read { next_seq, logged, report })
+    Ok(Read { logged, generation, journal, unfolded, report })
+}
+
+/// The journal generation recorded in the table, if any.
+fn read_generation(read: &redb::ReadTransaction, path: &Path) -> Result<Option<u64>, StoreError> {
+    let meta = match read.open_table(META) {
+        Ok(meta) => meta,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(classify(path, e)),
+    };
+    let Some(text) = meta.get(JOURNAL_GENERATION).map_err(at(path))? else { return Ok(None) };
+    text.value().parse().map(Some).map_err(|_| StoreError::Damaged {
+        path: path.to_owned(),
+        reason: format!("its journal generation is {:?}, not a number", text.value()),
+    })
 }
 
 fn entry_key(e: &Loaded) -> &str {

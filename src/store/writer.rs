@@ -1,6 +1,10 @@
 //! The writer thread: commits jobs in groups, in order, and after a failure fails every later job
 //! until a probe commit succeeds, so that failures form a clean cut (every job before the first
 //! failed one is durable, none after it is) which the replica can roll back exactly.
+//!
+//! A group is made durable by appending it to the journal; the journal is folded into the keyed
+//! table (one redb transaction) when it is three quarters full, after the group's answers. A
+//! group with deletes, or one that does not fit in the journal, is folded in with it instead.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,9 +14,14 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use tokio::sync::mpsc;
 
 use super::error::db_err;
-use super::{contained_db, StoreMetrics, CACHE_BYTES, ENTRIES, LOG, LOG_FOLD_AT, MAX_GROUP};
+use super::format::{JOURNAL_GENERATION, META};
+use super::journal::{Journal, JOURNAL_BYTES, JOURNAL_FILE};
+use super::{contained_db, StoreMetrics, CACHE_BYTES, ENTRIES, LOG, MAX_GROUP};
 use super::{decode_log, encode, encode_log, Job, Loaded, StoreError, StoreEvent};
+use crate::core::Entry;
 
+/// A legacy log this long is folded even if the journal is not due.
+const LEGACY_FOLD_AT: u64 = 8192;
 /// Scratch space of the probe: written and emptied again, never read.
 const PROBE: TableDefinition<u64, &[u8]> = TableDefinition::new("probe");
 /// What a probe writes: far more than a typical commit, so that a disk with just enough room
@@ -33,18 +42,33 @@ pub(super) struct Writer {
     /// `None` after a reopen failed; the next probe tries again.
     db: Option<Database>,
     path: PathBuf,
-    /// Key of the next log entry.
-    next_seq: u64,
-    /// Writes in the log, not yet folded into the keyed table.
+    journal: Journal,
+    /// The generation recorded in the table; `None` until the first fold records one, and the
+    /// journal takes no frames before that (they would not be replayed).
+    generation: Option<u64>,
+    /// The journal's entries, in order: what the next fold writes into the keyed table.
+    unfolded: Vec<Entry>,
+    /// Rows in the legacy log table (written by versions before the journal), folded with it.
     logged: u64,
     /// Set by a failed commit (or fold): every job fails with it until a probe succeeds.
     failed: Option<Arc<StoreError>>,
     metrics: StoreMetrics,
 }
 
+/// What the writer starts from: the open database and what opening read.
+pub(super) struct Start {
+    pub db: Database,
+    pub path: PathBuf,
+    pub journal: Journal,
+    pub generation: Option<u64>,
+    pub unfolded: Vec<Entry>,
+    pub logged: u64,
+}
+
 impl Writer {
-    pub fn new(db: Database, path: PathBuf, next_seq: u64, logged: u64, metrics: StoreMetrics) -> Self {
-        Writer { db: Some(db), path, next_seq, logged, failed: None, metrics }
+    pub fn new(start: Start, metrics: StoreMetrics) -> Self {
+        let Start { db, path, journal, generation, unfolded, logged } = start;
+        Writer { db: Some(db), path, journal, generation, unfolded, logged, failed: None, metrics }
     }
 
     /// Takes every queued job (up to [`MAX_GROUP`], up to a probe), commits them in one durable
@@ -73,6 +97,13 @@ impl Writer {
                     Err(e) => StoreEvent::ProbeFailed(Arc::new(e)),
                 };
                 send(&events, event);
+            }
+        }
+        // A clean stop leaves the table file whole: the journal is folded in (if the disk
+        // allows; if not, the next start replays it).
+        if self.failed.is_none() && !self.unfolded.is_empty() {
+            if let Err(e) = contained_db(|| self.fold(&[], &[])) {
+                tracing::warn!(error = %e, "folding the journal at stop failed; the next start replays it");
             }
         }
         tracing::debug!("store writer stopped");
@@ -105,57 +136,88 @@ impl Writer {
             send(events, event);
         }
         // After the replies: folding takes a while, and nobody waits for it.
-        if result.is_ok() && self.logged >= LOG_FOLD_AT {
-            if let Err(e) = contained_db(|| self.fold_alone()) {
+        if result.is_ok() && self.fold_due() {
+            if let Err(e) = contained_db(|| self.fold(&[], &[])) {
                 // redb fails every later transaction after an I/O error: say why now, once.
-                tracing::error!(error = %e, "folding the store's log failed; failing every commit until a probe succeeds");
+                tracing::error!(error = %e, "folding the store's journal failed; failing every commit until a probe succeeds");
                 self.failed = Some(Arc::new(e));
             }
         }
+    }
+
+    /// Whether the journal (or a legacy log) should be folded now, before it fills.
+    fn fold_due(&self) -> bool {
+        self.journal.used() >= self.journal.capacity() / 4 * 3 || self.logged >= LEGACY_FOLD_AT
     }
 
     fn db(&self) -> Result<&Database, StoreError> {
         self.db.as_ref().ok_or_else(|| StoreError::Db("the database is closed after a failure".into()))
     }
 
+    /// Makes the group durable: appended to the journal if it can be, else written into the
+    /// table. The journal's entries are folded in first, by themselves: a transaction that fails
+    /// may still have reached the disk in part, and then it must hold only acknowledged writes.
     fn commit(&mut self, group: &[Job]) -> Result<(), StoreError> {
-        let txn = self.db()?.begin_write().map_err(db_err)?;
-        let mut seq = self.next_seq;
-        {
-            let mut log = txn.open_table(LOG).map_err(db_err)?;
-            for e in group.iter().flat_map(|job| &job.puts) {
-                log.insert(seq, encode_log(e).as_slice()).map_err(db_err)?;
-                seq += 1;
+        let puts: Vec<&Entry> = group.iter().flat_map(|job| &job.puts).collect();
+        let deletes: Vec<&str> = group.iter().flat_map(|job| &job.deletes).map(String::as_str).collect();
+        if deletes.is_empty() && self.generation.is_some() {
+            let payloads: Vec<Vec<u8>> = puts.iter().map(|e| encode_log(e)).collect();
+            let mut frames = self.journal.frames(payloads.iter().map(Vec::as_slice));
+            if !self.journal.fits(frames.len()) && self.journal.used() > 0 {
+                self.fold(&[], &[])?;
+                // The frames' checksums name the generation and offset: made again.
+                frames = self.journal.frames(payloads.iter().map(Vec::as_slice));
+            }
+            if self.journal.fits(frames.len()) {
+                self.journal.append(&frames).map_err(|e| self.journal.error(e))?;
+                self.unfolded.extend(puts.into_iter().cloned());
+                return Ok(());
             }
         }
-        let mut folded = false;
-        if group.iter().any(|job| !job.deletes.is_empty()) {
-            // A delete must not be undone by an older write still in the log.
-            fold(&txn)?;
-            folded = true;
-            let mut table = txn.open_table(ENTRIES).map_err(db_err)?;
-            for k in group.iter().flat_map(|job| &job.deletes) {
-                table.remove(k.as_str()).map_err(db_err)?;
-            }
+        // A delete must not be undone by an older write still in the journal: that is folded
+        // in first. (A group larger than the whole journal goes straight in too.)
+        if !self.unfolded.is_empty() || self.logged > 0 {
+            self.fold(&[], &[])?;
         }
-        txn.commit().map_err(db_err)?;
-        self.logged = if folded { 0 } else { self.logged + (seq - self.next_seq) };
-        self.next_seq = seq;
-        Ok(())
+        self.fold(&puts, &deletes)
     }
 
-    fn fold_alone(&mut self) -> Result<(), StoreError> {
+    /// One durable transaction: the legacy log, the journal's entries, then `puts` and `deletes`
+    /// go into the keyed table, and a new journal generation is recorded, which retires every
+    /// frame in the journal. Only then is the journal restarted.
+    fn fold(&mut self, puts: &[&Entry], deletes: &[&str]) -> Result<(), StoreError> {
         let txn = self.db()?.begin_write().map_err(db_err)?;
-        fold(&txn)?;
+        if self.logged > 0 {
+            fold_log(&txn)?;
+        }
+        {
+            let mut table = txn.open_table(ENTRIES).map_err(db_err)?;
+            for e in self.unfolded.iter().chain(puts.iter().copied()) {
+                table.insert(e.key.as_str(), encode(e).as_slice()).map_err(db_err)?;
+            }
+            for k in deletes {
+                table.remove(*k).map_err(db_err)?;
+            }
+        }
+        // The first generation is random: frames a journal kept from another table (one moved
+        // aside with --reset-table) never validate as this one's.
+        let next = self.generation.map_or_else(rand::random::<u64>, |g| g.wrapping_add(1));
+        txn.open_table(META)
+            .map_err(db_err)?
+            .insert(JOURNAL_GENERATION, next.to_string().as_str())
+            .map_err(db_err)?;
         txn.commit().map_err(db_err)?;
+        self.generation = Some(next);
+        self.journal.restart(next);
+        self.unfolded.clear();
         self.logged = 0;
         Ok(())
     }
 
     /// After a failure, reopens the database (redb fails every transaction after an I/O error
-    /// until it is reopened; the reopen repairs it if needed), then commits a real-sized write
-    /// and removes it again, and folds the log if that is due (a fold that cannot succeed would
-    /// fail the next commit at once). Only then are commits taken again.
+    /// until it is reopened; the reopen repairs it if needed) and the journal, then commits a
+    /// real-sized write and removes it again, and folds the journal, which also retires any
+    /// frame a failed append may have left. Only then are commits taken again.
     fn probe(&mut self) -> Result<(), StoreError> {
         if self.failed.is_some() || self.db.is_none() {
             // Dropped first: the file is locked while it is open.
@@ -177,8 +239,14 @@ impl Writer {
         let txn = db.begin_write().map_err(db_err)?;
         txn.delete_table(PROBE).map_err(db_err)?;
         txn.commit().map_err(db_err)?;
-        if self.logged >= LOG_FOLD_AT {
-            self.fold_alone()?;
+        self.fold(&[], &[])?;
+        if self.failed.is_some() || self.journal.capacity() < JOURNAL_BYTES {
+            // A fresh handle (an I/O error may have spoiled the old one), and the full size if
+            // the disk was too full for it before. Nothing in it counts any more after the fold.
+            let dir = self.path.parent().unwrap_or(&self.path);
+            let (journal, _) = Journal::open(dir, self.generation)
+                .map_err(|source| StoreError::Journal { path: dir.join(JOURNAL_FILE), source })?;
+            self.journal = journal;
         }
         if let Some(e) = self.failed.take() {
             tracing::debug!(was = %e, "store probe commit succeeded; taking commits again");
@@ -186,21 +254,17 @@ impl Writer {
         Ok(())
     }
 
-    /// Reads the log's position back after a reopen: what is durable is what the file says.
+    /// Reads the legacy log's size back after a reopen: what is durable is what the file says.
     fn recount(&mut self) -> Result<(), StoreError> {
         let read = self.db()?.begin_read().map_err(db_err)?;
-        let log = read.open_table(LOG).map_err(db_err)?;
-        self.logged = log.len().map_err(db_err)?;
-        if let Some((last, _)) = log.last().map_err(db_err)? {
-            self.next_seq = self.next_seq.max(last.value() + 1);
-        }
+        self.logged = read.open_table(LOG).map_err(db_err)?.len().map_err(db_err)?;
         Ok(())
     }
 }
 
-/// Moves every logged write into the keyed table, in log order: a key's writes reach the
-/// store in stamp order (only writes that changed the table are persisted), so the last wins.
-fn fold(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+/// Moves every row of the legacy log into the keyed table, in log order: a key's writes reach
+/// the store in stamp order (only writes that changed the table are persisted), so the last wins.
+fn fold_log(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     let mut log = txn.open_table(LOG).map_err(db_err)?;
     let mut table = txn.open_table(ENTRIES).map_err(db_err)?;
     for row in log.iter().map_err(db_err)? {
