@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::error::{ensure_dir, StoreError};
 use super::identity::IDENTITY_FILE;
+use super::journal::JOURNAL_FILE;
 
 /// The table's file inside the data dir.
 pub const TABLE_FILE: &str = "table.redb";
@@ -92,6 +93,10 @@ pub fn check_data_dir(dir: &Path, mode: StartMode) -> Result<DirCheck, StoreErro
     }
     if table == FileState::Empty || (table == FileState::Present && mode.reset_table) {
         moved_aside.push(move_aside(dir, TABLE_FILE)?);
+        // Its journal goes with it: unfolded writes of that table, meaningless to a new one.
+        if dir.join(JOURNAL_FILE).exists() {
+            moved_aside.push(move_aside(dir, JOURNAL_FILE)?);
+        }
     }
     Ok(DirCheck { first_start, new_identity: identity != FileState::Present, moved_aside })
 }
@@ -173,6 +178,15 @@ mod tests {
         assert_ne!(first, second);
         assert_eq!(std::fs::read(&first[0]).unwrap(), b"table");
         assert_eq!(std::fs::read(&second[0]).unwrap(), b"again");
+
+        // The table's journal is moved aside with it.
+        std::fs::write(whole.path().join(TABLE_FILE), b"third").unwrap();
+        std::fs::write(whole.path().join(JOURNAL_FILE), b"frames").unwrap();
+        let third = check_data_dir(whole.path(), RESET).unwrap().moved_aside;
+        assert_eq!(third.len(), 2);
+        assert!(third[1].file_name().unwrap().to_str().unwrap().starts_with("table.journal.bad-"));
+        assert_eq!(std::fs::read(&third[1]).unwrap(), b"frames");
+        assert!(!whole.path().join(JOURNAL_FILE).exists());
     }
 
     #[test]
