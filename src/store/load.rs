@@ -135,7 +135,7 @@ pub(super) fn read_all(
 }
 
 /// The journal generation recorded in the table, if any.
-fn read_generation(read: &redb::ReadTransaction, path: &Path) -> Result<Option<u64>, StoreError> {
+pub(super) fn read_generation(read: &redb::ReadTransaction, path: &Path) -> Result<Option<u64>, StoreError> {
     let meta = match read.open_table(META) {
         Ok(meta) => meta,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),

@@ -318,10 +318,7 @@ mod tests {
     fn journaled(dir: &Path) -> usize {
         let generation = {
             let db = Database::create(dir.join(TABLE_FILE)).unwrap();
-            let read = db.begin_read().unwrap();
-            let meta = read.open_table(format::META).unwrap();
-            let text = meta.get(format::JOURNAL_GENERATION).unwrap().map(|v| v.value().to_owned());
-            text.map(|t| t.parse::<u64>().unwrap())
+            load::read_generation(&db.begin_read().unwrap(), dir).unwrap()
         };
         journal::Journal::open(dir, generation).unwrap().1.frames.len()
     }

@@ -4,7 +4,8 @@
 //!
 //! A group is made durable by appending it to the journal; the journal is folded into the keyed
 //! table (one redb transaction) when it is three quarters full, after the group's answers. A
-//! group with deletes, or one that does not fit in the journal, is folded in with it instead.
+//! group with deletes, or one that does not fit in the journal, goes into the table itself, in
+//! a transaction of its own after the journal was folded.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -147,7 +148,8 @@ impl Writer {
 
     /// Whether the journal (or a legacy log) should be folded now, before it fills.
     fn fold_due(&self) -> bool {
-        self.journal.used() >= self.journal.capacity() / 4 * 3 || self.logged >= LEGACY_FOLD_AT
+        let journal_due = self.journal.used() >= self.journal.capacity() / 4 * 3;
+        (journal_due && !self.unfolded.is_empty()) || self.logged >= LEGACY_FOLD_AT
     }
 
     fn db(&self) -> Result<&Database, StoreError> {
