@@ -1,5 +1,6 @@
 //! The store's histograms for `/metrics`: how many entries each durable commit carried and how
-//! long it took (the fsync dominates). Recorded by the writer thread, read at each scrape.
+//! long it took (the fsync dominates), and how long each fold of the journal into the table took
+//! (commits wait meanwhile). Recorded by the writer thread, read at each scrape.
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use prometheus_client::registry::Registry;
 pub struct StoreMetrics {
     commit_seconds: Histogram,
     commit_entries: Histogram,
+    fold_seconds: Histogram,
 }
 
 impl Default for StoreMetrics {
@@ -20,6 +22,8 @@ impl Default for StoreMetrics {
             commit_seconds: Histogram::new(exponential_buckets(100e-6, 2.0, 16)),
             // 1 doubling to 1024 (`MAX_GROUP` jobs; a job holds one write, or a repair's many).
             commit_entries: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            // 1 ms doubling to about 16 s: a fold writes up to a journal's worth of entries.
+            fold_seconds: Histogram::new(exponential_buckets(1e-3, 2.0, 15)),
         }
     }
 }
@@ -28,7 +32,7 @@ impl StoreMetrics {
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "udht_store_commit_duration_seconds",
-            "Time to make one group of writes durable (one transaction and its fsync).",
+            "Time to make one group of writes durable (a journal append and its fsync, or a transaction).",
             self.commit_seconds.clone(),
         );
         registry.register(
@@ -36,10 +40,19 @@ impl StoreMetrics {
             "Entries written (puts and deletes) by one durable commit.",
             self.commit_entries.clone(),
         );
+        registry.register(
+            "udht_store_fold_duration_seconds",
+            "Time to fold the journal into the table (one transaction and its fsync); commits wait meanwhile.",
+            self.fold_seconds.clone(),
+        );
     }
 
     pub(super) fn committed(&self, entries: usize, took: Duration) {
         self.commit_seconds.observe(took.as_secs_f64());
         self.commit_entries.observe(entries as f64);
+    }
+
+    pub(super) fn folded(&self, took: Duration) {
+        self.fold_seconds.observe(took.as_secs_f64());
     }
 }

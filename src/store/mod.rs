@@ -299,6 +299,14 @@ mod tests {
             for file in [TABLE_FILE, JOURNAL_FILE] {
                 std::fs::copy(dir.path().join(file), crashed.path().join(file)).unwrap();
             }
+            let mut registry = prometheus_client::registry::Registry::default();
+            store.metrics().register(&mut registry);
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+            let folds = text.lines().find(|l| l.starts_with("udht_store_fold_duration_seconds_count"));
+            let folds: u64 = folds.and_then(|l| l.split(' ').nth(1)).unwrap().parse().unwrap();
+            // One to record the first generation, two when it was 3/4 full, one before the delete.
+            assert!(folds >= 3, "{text}");
             store.close().await;
         }
         // After a crash the journal holds the newest writes; after a clean close it is folded in.

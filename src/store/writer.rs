@@ -188,6 +188,7 @@ impl Writer {
     /// go into the keyed table, and a new journal generation is recorded, which retires every
     /// frame in the journal. Only then is the journal restarted.
     fn fold(&mut self, puts: &[&Entry], deletes: &[&str]) -> Result<(), StoreError> {
+        let started = Instant::now();
         let txn = self.db()?.begin_write().map_err(db_err)?;
         if self.logged > 0 {
             fold_log(&txn)?;
@@ -213,6 +214,7 @@ impl Writer {
         self.journal.restart(next);
         self.unfolded.clear();
         self.logged = 0;
+        self.metrics.folded(started.elapsed());
         Ok(())
     }
 
