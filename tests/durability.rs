@@ -13,8 +13,10 @@ use udht::manager::client::Client;
 
 /// Writers running when the node is killed.
 const WRITERS: usize = 8;
-/// The node is killed once this many writes were acknowledged (while writers keep going).
-const KILL_AFTER_ACKS: usize = 400;
+/// The node is killed once this many writes were acknowledged (while writers keep going): past
+/// at least one fold of the store's journal (due about every 2,500 writes), so acknowledged
+/// writes are both in the table file and in the journal when it dies.
+const KILL_AFTER_ACKS: usize = 5000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_write_survives_kill_9() {
@@ -60,6 +62,12 @@ async fn every_acknowledged_write_survives_kill_9() {
     }
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() >= KILL_AFTER_ACKS);
+    let folded = folded_entries(dir.path());
+    assert!(
+        folded > 0 && folded < acked.len(),
+        "some of the {} acknowledged writes were folded into the table file, not all: {folded}",
+        acked.len()
+    );
 
     let node = node.restart().await;
     let mut c = Client::connect(node.manager, Duration::from_secs(5)).await.unwrap();
@@ -109,4 +117,15 @@ async fn the_peer_id_survives_restarts_and_kill_9() {
     let key_file = dir.path().join("identity.key");
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(key_file).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
+}
+
+/// Rows in the keyed table of the data dir `dir`, read from a copy (opening a table that was not
+/// closed cleanly repairs it, and the node must find it as the kill left it).
+fn folded_entries(dir: &std::path::Path) -> usize {
+    use redb::{ReadableDatabase, ReadableTableMetadata};
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(dir.join(udht::store::TABLE_FILE), copy.path().join("t")).unwrap();
+    let db = redb::Database::open(copy.path().join("t")).unwrap();
+    let entries: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("entries");
+    db.begin_read().unwrap().open_table(entries).unwrap().len().unwrap() as usize
 }
