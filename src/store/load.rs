@@ -42,6 +42,10 @@ pub(super) struct Read {
     pub journal: Journal,
     /// The journal's entries, in order: not yet in the keyed table.
     pub unfolded: Vec<Entry>,
+    /// Frames were left out (damaged, or the old owner's record after `--init`): the writer
+    /// folds at once, retiring them, so a later start (which may not know to leave them out)
+    /// never reads them.
+    pub skipped_frames: bool,
     pub report: OpenReport,
 }
 
@@ -107,14 +111,18 @@ pub(super) fn read_all(
     let (journal, replayed) = Journal::open(dir, generation)
         .map_err(|source| StoreError::Journal { path: dir.join(JOURNAL_FILE), source })?;
     let mut unfolded = Vec::with_capacity(replayed.frames.len());
+    let mut skipped_frames = !replayed.damaged.is_empty();
     for (at, payload) in &replayed.frames {
         match decode_frame(*at, payload) {
-            Ok(e) if Some(entry_key(&e)) == orphan => {}
+            Ok(e) if Some(entry_key(&e)) == orphan => skipped_frames = true,
             Ok(e) => {
                 unfolded.push(e.entry().clone());
                 load(e);
             }
-            Err(_) => drop.undecodable.push(format!("journal @{at}")),
+            Err(_) => {
+                skipped_frames = true;
+                drop.undecodable.push(format!("journal @{at}"));
+            }
         }
     }
     drop.undecodable.extend(replayed.damaged.iter().map(|at| format!("journal @{at}")));
@@ -131,7 +139,7 @@ pub(super) fn read_all(
         );
     }
     let report = OpenReport { undecodable: drop.undecodable, previous_owner };
-    Ok(Read { logged, generation, journal, unfolded, report })
+    Ok(Read { logged, generation, journal, unfolded, skipped_frames, report })
 }
 
 /// The journal generation recorded in the table, if any.
@@ -254,7 +262,7 @@ mod tests {
     use super::*;
     use crate::core::sign::peer_id_of;
     use crate::core::{Entry, PeerFields, PeerRecord, Table};
-    use crate::store::{Job, Store, StoreEvent, TABLE_FILE};
+    use crate::store::{Job, Store, StoreEvent, JOURNAL_FILE, TABLE_FILE};
 
     fn record() -> PeerRecord {
         PeerRecord::create(PeerFields { name: Some("n".into()), ..Default::default() }, 1)
@@ -295,6 +303,40 @@ mod tests {
         assert_eq!(report.undecodable, vec!["bad", "log #99"]);
         let (loaded, report) = keys(dir.path(), &Owner::default()).unwrap();
         assert_eq!((loaded, report.undecodable), (vec!["a".to_string()], vec![]), "they were deleted");
+    }
+
+    /// The old owner's record only in the journal (the old node crashed): taking the table over
+    /// drops it, and retires its frame at once, so a crash right after does not bring it back.
+    #[tokio::test]
+    async fn an_adopted_tables_old_own_record_in_the_journal_stays_dropped_after_a_crash() {
+        let (old_dir, adopted) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let crashed = tempfile::tempdir().unwrap();
+        let copy = |from: &Path, to: &Path| {
+            for file in [TABLE_FILE, JOURNAL_FILE] {
+                std::fs::copy(from.join(file), to.join(file)).unwrap();
+            }
+        };
+        let mut t = Table::for_tests(1);
+        let (old, new) = (peer_id_of(&t.writer()), peer_id_of(&Table::for_tests(2).writer()));
+        let as_old = Owner { peer_id: Some(old.clone()), adopt: false };
+        {
+            let (_store, mut events, _) = Store::open_as(old_dir.path(), 8, &as_old, |_| {}).unwrap();
+            // The first commit records the journal's generation; the next ones are journaled.
+            commit(&_store, &mut events, vec![t.put("x".into(), record(), 1000)]).await;
+            commit(&_store, &mut events, vec![t.put(old.clone(), record(), 1000)]).await;
+            copy(old_dir.path(), adopted.path());
+        }
+        let as_new = Owner { peer_id: Some(new.clone()), adopt: false };
+        {
+            let adopt = Owner { adopt: true, ..as_new.clone() };
+            let mut keys = Vec::new();
+            let (_store, _events, report) =
+                Store::open_as(adopted.path(), 8, &adopt, |l| keys.push(l.entry().key.clone())).unwrap();
+            assert_eq!((keys, report.previous_owner), (vec!["x".to_string()], Some(old.clone())));
+            // The writer folded at start; the node dies before any clean stop.
+            copy(adopted.path(), crashed.path());
+        }
+        assert_eq!(keys(crashed.path(), &as_new).unwrap().0, vec!["x"], "the old own record stays dropped");
     }
 
     #[tokio::test]

@@ -118,14 +118,16 @@ impl Store {
             generation: read.generation,
             unfolded: read.unfolded,
             logged: read.logged,
+            fold_first: read.skipped_frames,
         };
         let metrics = StoreMetrics::default();
-        let recorder = metrics.clone();
+        // Made here, not on the thread: a fold it owes (see `Start::fold_first`) is done before
+        // the store is handed out.
+        let writer = Writer::new(start, metrics.clone());
         let writer = std::thread::Builder::new()
             .name("udht-store".into())
             .spawn(move || {
                 // Dropping the database at the end reads it too: contained like every commit.
-                let writer = Writer::new(start, recorder);
                 if let Err(e) = contain::contained(|| writer.run(rx, events)) {
                     tracing::error!(error = %e, "the store's writer stopped");
                 }
