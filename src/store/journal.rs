@@ -38,7 +38,9 @@ const FILL_CHUNK: usize = 64 * 1024;
 pub(super) struct Journal {
     file: File,
     path: PathBuf,
-    generation: u64,
+    /// The generation recorded in the table; `None` until the first fold records one, and no
+    /// frame fits before that (it would not be replayed).
+    generation: Option<u64>,
     /// Where the next frame goes: the end of the valid frames.
     end: u64,
     /// The file's length; less than [`JOURNAL_BYTES`] only if the disk was full when it was made.
@@ -68,8 +70,7 @@ impl Journal {
             Some(g) => replay(&bytes, g),
             None => (Replayed::default(), 0),
         };
-        let mut journal =
-            Journal { file, path, generation: generation.unwrap_or(0), end, capacity: bytes.len() as u64 };
+        let mut journal = Journal { file, path, generation, end, capacity: bytes.len() as u64 };
         if let Err(e) = journal.grow() {
             tracing::warn!(path = %journal.path.display(), error = %e, size = journal.capacity,
                 "could not extend the journal to its full size (is the disk full?); commits that do not fit go straight into the table");
@@ -118,15 +119,22 @@ impl Journal {
         for p in payloads {
             let at = self.end + out.len() as u64;
             out.extend_from_slice(&(p.len() as u32).to_le_bytes());
-            out.extend_from_slice(&checksum(self.generation, at, p).to_le_bytes());
+            // Never appended while there is no generation (`fits` says no): any value does.
+            out.extend_from_slice(&checksum(self.generation.unwrap_or(0), at, p).to_le_bytes());
             out.extend_from_slice(p);
         }
         out
     }
 
-    /// Whether `bytes` of frames fit after the ones appended so far.
+    /// Whether `bytes` of frames fit after the ones appended so far (never before the table
+    /// recorded a generation).
     pub fn fits(&self, bytes: usize) -> bool {
-        self.end + bytes as u64 <= self.capacity
+        self.generation.is_some() && self.end + bytes as u64 <= self.capacity
+    }
+
+    /// The generation whose frames count, as recorded in the table.
+    pub fn generation(&self) -> Option<u64> {
+        self.generation
     }
 
     /// Bytes of frames since the last fold.
@@ -146,7 +154,7 @@ impl Journal {
     /// After a fold committed `generation` to the table: every frame so far is retired, and the
     /// next one goes to the start of the file.
     pub fn restart(&mut self, generation: u64) {
-        self.generation = generation;
+        self.generation = Some(generation);
         self.end = 0;
     }
 }

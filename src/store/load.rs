@@ -37,8 +37,7 @@ pub struct OpenReport {
 pub(super) struct Read {
     /// Rows in the legacy log table, to fold.
     pub logged: u64,
-    /// The journal's generation in the table, if it has one yet.
-    pub generation: Option<u64>,
+    /// Opened with the generation recorded in the table, if it has one yet.
     pub journal: Journal,
     /// The journal's entries, in order: not yet in the keyed table.
     pub unfolded: Vec<Entry>,
@@ -139,7 +138,7 @@ pub(super) fn read_all(
         );
     }
     let report = OpenReport { undecodable: drop.undecodable, previous_owner };
-    Ok(Read { logged, generation, journal, unfolded, skipped_frames, report })
+    Ok(Read { logged, journal, unfolded, skipped_frames, report })
 }
 
 /// The journal generation recorded in the table, if any.

@@ -115,7 +115,6 @@ impl Store {
             db,
             path,
             journal: read.journal,
-            generation: read.generation,
             unfolded: read.unfolded,
             logged: read.logged,
             fold_first: read.skipped_frames,

@@ -44,9 +44,6 @@ pub(super) struct Writer {
     db: Option<Database>,
     path: PathBuf,
     journal: Journal,
-    /// The generation recorded in the table; `None` until the first fold records one, and the
-    /// journal takes no frames before that (they would not be replayed).
-    generation: Option<u64>,
     /// The journal's entries, in order: what the next fold writes into the keyed table.
     unfolded: Vec<Entry>,
     /// Rows in the legacy log table (written by versions before the journal), folded with it.
@@ -61,7 +58,6 @@ pub(super) struct Start {
     pub db: Database,
     pub path: PathBuf,
     pub journal: Journal,
-    pub generation: Option<u64>,
     pub unfolded: Vec<Entry>,
     pub logged: u64,
     /// Fold before taking jobs: opening left frames out that must not be read again.
@@ -70,9 +66,8 @@ pub(super) struct Start {
 
 impl Writer {
     pub fn new(start: Start, metrics: StoreMetrics) -> Self {
-        let Start { db, path, journal, generation, unfolded, logged, fold_first } = start;
-        let mut writer =
-            Writer { db: Some(db), path, journal, generation, unfolded, logged, failed: None, metrics };
+        let Start { db, path, journal, unfolded, logged, fold_first } = start;
+        let mut writer = Writer { db: Some(db), path, journal, unfolded, logged, failed: None, metrics };
         if fold_first {
             if let Err(e) = contained_db(|| writer.fold(&[], &[])) {
                 // Jobs fail until a probe folds: no frame after the skipped ones may count.
@@ -173,7 +168,7 @@ impl Writer {
     fn commit(&mut self, group: &[Job]) -> Result<(), StoreError> {
         let puts: Vec<&Entry> = group.iter().flat_map(|job| &job.puts).collect();
         let deletes: Vec<&str> = group.iter().flat_map(|job| &job.deletes).map(String::as_str).collect();
-        if deletes.is_empty() && self.generation.is_some() {
+        if deletes.is_empty() {
             let payloads: Vec<Vec<u8>> = puts.iter().map(|e| encode_log(e)).collect();
             let mut frames = self.journal.frames(payloads.iter().map(Vec::as_slice));
             if !self.journal.fits(frames.len()) && self.journal.used() > 0 {
@@ -215,13 +210,12 @@ impl Writer {
         }
         // The first generation is random: frames a journal kept from another table (one moved
         // aside with --reset-table) never validate as this one's.
-        let next = self.generation.map_or_else(rand::random::<u64>, |g| g.wrapping_add(1));
+        let next = self.journal.generation().map_or_else(rand::random::<u64>, |g| g.wrapping_add(1));
         txn.open_table(META)
             .map_err(db_err)?
             .insert(JOURNAL_GENERATION, next.to_string().as_str())
             .map_err(db_err)?;
         txn.commit().map_err(db_err)?;
-        self.generation = Some(next);
         self.journal.restart(next);
         self.unfolded.clear();
         self.logged = 0;
@@ -259,7 +253,7 @@ impl Writer {
             // A fresh handle (an I/O error may have spoiled the old one), and the full size if
             // the disk was too full for it before. Nothing in it counts any more after the fold.
             let dir = self.path.parent().unwrap_or(&self.path);
-            let (journal, _) = Journal::open(dir, self.generation)
+            let (journal, _) = Journal::open(dir, self.journal.generation())
                 .map_err(|source| StoreError::Journal { path: dir.join(JOURNAL_FILE), source })?;
             self.journal = journal;
         }
