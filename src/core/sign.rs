@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use aws_lc_rs::signature::Ed25519KeyPair;
-use ed25519_dalek::{SigningKey, VerifyingKey};
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
+use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::clock::{NodeId, Stamp};
@@ -96,9 +96,9 @@ impl fmt::Debug for Signer {
 impl Signer {
     /// From the 32-byte ed25519 secret (libp2p's keypair holds the same).
     pub fn from_secret(secret: [u8; 32]) -> Self {
-        let node = NodeId(SigningKey::from_bytes(&secret).verifying_key().to_bytes());
         // Refuses only a seed that is not 32 bytes long, which the type rules out.
         let key = Ed25519KeyPair::from_seed_unchecked(&secret).expect("any 32 bytes are an ed25519 seed");
+        let node = NodeId(key.public_key().as_ref().try_into().expect("an ed25519 public key is 32 bytes"));
         Signer { key: Arc::new(key), node }
     }
 
@@ -181,7 +181,7 @@ mod tests {
 
     #[test]
     fn signatures_are_ed25519_dalek_s_and_verify() {
-        use ed25519_dalek::Signer as _;
+        use ed25519_dalek::{Signer as _, SigningKey};
         for seed in 0..32u8 {
             let secret = [seed.wrapping_mul(37).wrapping_add(1); 32];
             let signer = Signer::from_secret(secret);

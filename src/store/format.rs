@@ -161,7 +161,12 @@ pub(super) fn decode_log(seq: u64, bytes: &[u8]) -> Result<Loaded, StoreError> {
 
 /// A journal frame's payload: a log value (see [`encode_log`]), named by its offset if it fails.
 pub(super) fn decode_frame(at: u64, bytes: &[u8]) -> Result<Loaded, StoreError> {
-    decode_logged(bytes, || format!("journal @{at}"))
+    decode_logged(bytes, || frame_name(at))
+}
+
+/// How a journal frame is named in errors and reports: by its offset in the file.
+pub(super) fn frame_name(at: u64) -> String {
+    format!("journal @{at}")
 }
 
 fn decode_logged(bytes: &[u8], name: impl Fn() -> String) -> Result<Loaded, StoreError> {

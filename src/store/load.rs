@@ -8,7 +8,7 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::error::StoreError;
-use super::format::{decode, decode_frame, decode_log, log_key_hint, Loaded, ENTRIES, LOG};
+use super::format::{decode, decode_frame, decode_log, frame_name, log_key_hint, Loaded, ENTRIES, LOG};
 use super::format::{JOURNAL_GENERATION, META, OWNER};
 use super::journal::{Journal, JOURNAL_FILE};
 use crate::core::Entry;
@@ -120,11 +120,11 @@ pub(super) fn read_all(
             }
             Err(_) => {
                 skipped_frames = true;
-                drop.undecodable.push(format!("journal @{at}"));
+                drop.undecodable.push(frame_name(*at));
             }
         }
     }
-    drop.undecodable.extend(replayed.damaged.iter().map(|at| format!("journal @{at}")));
+    drop.undecodable.extend(replayed.damaged.iter().map(|&at| frame_name(at)));
     if !drop.keys.is_empty() || !drop.seqs.is_empty() {
         drop.delete(db, path)?;
         logged -= drop.seqs.len() as u64;
