@@ -207,6 +207,38 @@ async fn a_stalled_watcher_is_cut_off_with_a_lagged_line_and_writers_go_on() {
     node.shutdown().await.unwrap();
 }
 
+/// A watcher far behind (many of the node's turns, one batch each, queued for it) but within its
+/// queue gets every change, once and in order, and no `lagged` line. (One write to a watcher
+/// takes at most 64 batches; the batch after those was lost before, one in 65.)
+#[tokio::test]
+async fn a_watcher_far_behind_within_its_queue_gets_every_change() {
+    let (node, _dir) = start_node_with(|_| {}).await;
+    let addr = node.manager_addr;
+    // Its socket fills after a few changes: the rest waits in the node, one batch per commit.
+    let mut slow = Conn::connect_with_small_window(addr, 4096).await;
+    slow.send(&watch(false)).await;
+    assert_eq!(slow.read_json().await["result"], "ready");
+
+    // Serial writes: each is its own commit and its own turn, so its own batch. Long names: the
+    // changes overflow what the node's socket buffers for the watcher (megabytes on loopback),
+    // and the rest waits in its queue.
+    const WRITES: usize = 4000;
+    let name = "n".repeat(1000);
+    let mut writer = Conn::connect(addr).await;
+    for i in 0..WRITES {
+        assert_eq!(writer.request_json(&add(&format!("s{i:05}"), &name)).await["result"], "completed");
+    }
+    let status = Conn::connect(addr).await.request_json(br#"{"message_type": 9}"#).await;
+    println!("{WRITES} serial adds written while the watcher read nothing");
+
+    let seen = collect(&mut slow, |seen| seen.len() == WRITES).await;
+    let keys: Vec<&str> = seen.iter().map(|l| l["key"].as_str().unwrap()).collect();
+    let expected: Vec<String> = (0..WRITES).map(|i| format!("s{i:05}")).collect();
+    assert_eq!(keys, expected, "every change once, in order");
+    assert_eq!(status["data"]["manager"]["watchers_lagged"], 0, "{status}");
+    node.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn type_1_ends_a_watch_and_other_requests_are_refused_while_watching() {
     let (node, _dir) = start_node_with(|_| {}).await;

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::node::{Changes, NodeHandle, Watch};
@@ -68,7 +69,7 @@ async fn stream(
             _ = &mut stop => return conn.flush(wt).await,
             batch = changes.recv() => {
                 // `None`: the node is shutting down.
-                let Some(mut batch) = batch else { return conn.flush(wt).await };
+                let Some(batch) = batch else { return conn.flush(wt).await };
                 // A busy feed is written at most once per COALESCE: the batches of that time go
                 // out in one write, so a watcher costs the node a few writes per millisecond at
                 // most, not one per group commit. A quiet feed's first change goes out at once.
@@ -76,7 +77,7 @@ async fn stream(
                 if since < COALESCE {
                     tokio::time::sleep(COALESCE - since).await;
                 }
-                for _ in 0..FLUSH_EVERY {
+                for batch in take_queued(batch, || changes.try_recv()) {
                     let missed = dropped.load(Relaxed);
                     if missed > 0 {
                         stats.watchers_lagged.fetch_add(1, Relaxed);
@@ -85,10 +86,6 @@ async fn stream(
                     }
                     // Rendered by the first watcher to get here, reused by the others.
                     conn.queue(batch.rendered.get_or_init(|| render(&batch)), wt).await?;
-                    match changes.try_recv() {
-                        Some(next) => batch = next,
-                        None => break,
-                    }
                 }
                 conn.flush(wt).await?;
                 last_flush = Instant::now();
@@ -109,6 +106,20 @@ async fn stream(
     }
 }
 
+/// The batches of one write: `first`, then those already queued, [`FLUSH_EVERY`] at most. Only
+/// what is taken from the queue is returned, and everything taken is returned: a batch left
+/// behind is written by the next turn, none is lost between the two.
+fn take_queued(first: Arc<Changes>, mut queued: impl FnMut() -> Option<Arc<Changes>>) -> Vec<Arc<Changes>> {
+    let mut batches = vec![first];
+    while batches.len() < FLUSH_EVERY {
+        match queued() {
+            Some(next) => batches.push(next),
+            None => break,
+        }
+    }
+    batches
+}
+
 /// A batch's change lines, one after another.
 fn render(batch: &Changes) -> Vec<u8> {
     let mut out = Vec::with_capacity(batch.changes.len() * 256);
@@ -116,4 +127,37 @@ fn render(batch: &Changes) -> Vec<u8> {
         out.extend_from_slice(&p::change_line(&change.key, change.record.as_deref(), change.origin));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::OnceLock;
+
+    use super::*;
+    use crate::core::replica::Origin;
+    use crate::node::Change;
+
+    fn batch(n: usize) -> Arc<Changes> {
+        let change = Change { key: format!("k{n}"), record: None, origin: Origin::Local };
+        Arc::new(Changes { changes: vec![change], rendered: OnceLock::new() })
+    }
+
+    /// A watcher far behind (more batches queued than one write takes) gets every batch, in
+    /// order: each write takes at most FLUSH_EVERY, and what it leaves stays queued. (Before,
+    /// the batch taken by the last `try_recv` of a full write was dropped: one in 65 lost.)
+    #[test]
+    fn a_watcher_far_behind_loses_no_batch_between_writes() {
+        let mut queue: VecDeque<_> = (1..3 * FLUSH_EVERY + 7).map(batch).collect();
+        let mut written = Vec::new();
+        let mut first = Some(batch(0));
+        while let Some(b) = first.take() {
+            let taken = take_queued(b, || queue.pop_front());
+            assert!(taken.len() <= FLUSH_EVERY);
+            written.extend(taken.iter().map(|b| b.changes[0].key.clone()));
+            first = queue.pop_front();
+        }
+        let expected: Vec<_> = (0..3 * FLUSH_EVERY + 7).map(|n| format!("k{n}")).collect();
+        assert_eq!(written, expected);
+    }
 }

@@ -217,6 +217,19 @@ impl Conn {
         Conn { stream, pending: Vec::new() }
     }
 
+    /// Connects with a receive buffer of about `bytes` (the kernel doubles it, and does not grow
+    /// it): a client whose socket fills after a few replies, so the server's later writes wait.
+    pub async fn connect_with_small_window(addr: SocketAddr, bytes: u32) -> Conn {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(bytes).unwrap();
+        let stream = timeout(REPLY_TIMEOUT, socket.connect(addr))
+            .await
+            .unwrap_or_else(|_| panic!("connecting to {addr} timed out"))
+            .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+        stream.set_nodelay(true).unwrap();
+        Conn { stream, pending: Vec::new() }
+    }
+
     /// Writes `bytes` exactly as given, in one write call.
     pub async fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.expect("writing a request");
