@@ -108,7 +108,7 @@ async fn stream(
 
 /// The batches of one write: `first`, then those already queued, [`FLUSH_EVERY`] at most. Only
 /// what is taken from the queue is returned, and everything taken is returned: a batch left
-/// behind is written by the next turn, none is lost between the two.
+/// behind is taken by the next pass of the loop, none is lost between the two.
 fn take_queued(first: Arc<Changes>, mut queued: impl FnMut() -> Option<Arc<Changes>>) -> Vec<Arc<Changes>> {
     let mut batches = vec![first];
     while batches.len() < FLUSH_EVERY {

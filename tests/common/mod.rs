@@ -209,12 +209,7 @@ impl Conn {
     pub async fn connect_from(local: IpAddr, addr: SocketAddr) -> Conn {
         let socket = if local.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.unwrap();
         socket.bind(SocketAddr::new(local, 0)).unwrap_or_else(|e| panic!("binding to {local}: {e}"));
-        let stream = timeout(REPLY_TIMEOUT, socket.connect(addr))
-            .await
-            .unwrap_or_else(|_| panic!("connecting to {addr} from {local} timed out"))
-            .unwrap_or_else(|e| panic!("connecting to {addr} from {local}: {e}"));
-        stream.set_nodelay(true).unwrap();
-        Conn { stream, pending: Vec::new() }
+        Self::connect_socket(socket, addr, &format!(" from {local}")).await
     }
 
     /// Connects with a receive buffer of about `bytes` (the kernel doubles it, and does not grow
@@ -222,10 +217,14 @@ impl Conn {
     pub async fn connect_with_small_window(addr: SocketAddr, bytes: u32) -> Conn {
         let socket = TcpSocket::new_v4().unwrap();
         socket.set_recv_buffer_size(bytes).unwrap();
+        Self::connect_socket(socket, addr, " with a small window").await
+    }
+
+    async fn connect_socket(socket: TcpSocket, addr: SocketAddr, how: &str) -> Conn {
         let stream = timeout(REPLY_TIMEOUT, socket.connect(addr))
             .await
-            .unwrap_or_else(|_| panic!("connecting to {addr} timed out"))
-            .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+            .unwrap_or_else(|_| panic!("connecting to {addr}{how} timed out"))
+            .unwrap_or_else(|e| panic!("connecting to {addr}{how}: {e}"));
         stream.set_nodelay(true).unwrap();
         Conn { stream, pending: Vec::new() }
     }
