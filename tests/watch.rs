@@ -220,8 +220,8 @@ async fn a_watcher_far_behind_within_its_queue_gets_every_change() {
     assert_eq!(slow.read_json().await["result"], "ready");
 
     // Serial writes: each is its own commit and its own turn, so its own batch. Long names: the
-    // changes (~8 MB) overflow what the node's socket buffers for the watcher (at most 4 MiB by
-    // default, `tcp_wmem`), and the rest waits in its queue (16,384 changes before it lags).
+    // changes (over 6 MB) overflow what the node's socket buffers for the watcher (at most 4 MiB
+    // by default, `tcp_wmem`), and the rest waits in its queue (16,384 changes before it lags).
     const WRITES: usize = 6000;
     let name = "n".repeat(1000);
     let mut writer = Conn::connect(addr).await;
